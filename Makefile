@@ -1,0 +1,49 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both create/refresh .venv and install what they need (system packages via
+# apt-get when root and missing).
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SYSTEM_PACKAGES ?= mosquitto mosquitto_pub mosquitto_sub ffprobe socat chromium
+
+.PHONY: venv system-deps test pytest lint demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# This machine's pip config names local mirrors that may be absent: drop that noise only.
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 \
+	    | { grep -v "^WARNING: Location '.*' is ignored" || true; }; exit $${PIPESTATUS[0]}
+	@touch $(STAMP)
+
+system-deps:
+	@scripts/ensure-system-deps.sh $(SYSTEM_PACKAGES)
+
+lint: venv
+	$(VENV)/bin/ruff check nvrshare tests bench
+	$(VENV)/bin/ruff format --check nvrshare/protocol tests/protocol
+	$(VENV)/bin/mypy nvrshare/protocol
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collected nothing: that is a broken suite here, say so.
+pytest: venv system-deps
+	@$(PY) -m pytest -p no:cacheprovider \
+	    --cov=nvrshare.protocol --cov-branch --cov-report=term-missing:skip-covered \
+	    --cov-fail-under=100 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; fi; \
+	exit $$rc
+
+test: lint pytest
+
+demo: venv system-deps
+	$(PY) -m nvrshare demo
+
+bench: venv system-deps
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

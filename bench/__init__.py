@@ -1,0 +1,1 @@
+"""nvrshare benchmarks: `python -m bench.run [names...]` (see BENCHMARKS.md)."""

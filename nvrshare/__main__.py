@@ -1,0 +1,5 @@
+import sys
+
+from nvrshare.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""firmware_shim backends: sim, onvif, isapi."""

@@ -1,0 +1,135 @@
+"""The camera simulator: one RTSP server (main + sub H.264) plus ONVIF SOAP services.
+
+`async with CameraSimulator(CameraSimConfig()) as cam:` serves
+`rtsp://…/Streaming/Channels/101` (main) and `/102` (sub) with Digest auth, and
+the ONVIF device/media/PTZ/events services built by `nvrshare.simulators.onvif`
+whose profiles point at those RTSP URLs.  `cam.onvif_state.trigger_motion()`
+raises motion; `cam.rtsp.faults` / `cam.rtsp.drop_streams()` are the fault knobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Self
+
+from nvrshare.simulators.h264clip import clip
+from nvrshare.simulators.onvif import (
+    OnvifCameraServer,
+    OnvifCameraState,
+    OnvifDeviceInfo,
+    OnvifProfile,
+    OnvifSimulatorConfig,
+    default_profiles,
+)
+from nvrshare.simulators.rtsp_server import RtspServer, RtspServerConfig, StreamSpec
+
+__all__ = ["CameraSimConfig", "CameraSimulator"]
+
+MAIN_PATH = "/Streaming/Channels/101"
+SUB_PATH = "/Streaming/Channels/102"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CameraSimConfig:
+    """Settings of one simulated camera; port 0 = pick a free one."""
+
+    host: str = "127.0.0.1"
+    rtsp_port: int = 0
+    onvif_port: int = 0
+    username: str = "admin"
+    password: str = field(default="", repr=False)
+    serial: str = "SIMCAM0001"
+    main_size: tuple[int, int] = (640, 360)
+    sub_size: tuple[int, int] = (320, 180)
+    fps: int = 25
+    onvif: bool = True
+
+
+class CameraSimulator:
+    """A simulated IP camera; see the module docstring."""
+
+    def __init__(self, config: CameraSimConfig, *, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self._log = logger or logging.getLogger(__name__)
+        self._main = clip(*config.main_size, fps=config.fps)
+        self._sub = clip(*config.sub_size, fps=config.fps)
+        self.rtsp = RtspServer(
+            RtspServerConfig(
+                host=config.host,
+                port=config.rtsp_port,
+                username=config.username,
+                password=config.password,
+                realm="IP Camera(sim)",
+            ),
+            self._resolve,
+            logger=self._log,
+        )
+        self.onvif_state: OnvifCameraState | None = None
+        self.onvif: OnvifCameraServer | None = None
+
+    def _resolve(self, path: str, query: Mapping[str, str]) -> StreamSpec | None:
+        if path == MAIN_PATH:
+            return StreamSpec(clip=self._main)
+        if path == SUB_PATH:
+            return StreamSpec(clip=self._sub)
+        return None
+
+    @property
+    def main_url(self) -> str:
+        return self.rtsp.url(MAIN_PATH)
+
+    @property
+    def sub_url(self) -> str:
+        return self.rtsp.url(SUB_PATH)
+
+    @property
+    def onvif_url(self) -> str | None:
+        return self.onvif.device_service_url if self.onvif is not None else None
+
+    def _profiles(self) -> tuple[OnvifProfile, OnvifProfile]:
+        main, sub = default_profiles(self.main_url, self.sub_url)
+        (mw, mh), (sw, sh), fps = self.config.main_size, self.config.sub_size, self.config.fps
+        return (
+            replace(main, width=mw, height=mh, framerate=fps),
+            replace(sub, width=sw, height=sh, framerate=fps),
+        )
+
+    async def __aenter__(self) -> Self:
+        await self.rtsp.__aenter__()
+        if not self.config.onvif:
+            return self
+        try:
+            self.onvif_state = OnvifCameraState(
+                profiles=self._profiles(),
+                device=OnvifDeviceInfo(serial_number=self.config.serial),
+            )
+            self.onvif = OnvifCameraServer(
+                self.onvif_state,
+                OnvifSimulatorConfig(
+                    username=self.config.username, password=self.config.password
+                ),
+                host=self.config.host,
+                port=self.config.onvif_port,
+                logger=self._log,
+            )
+            await self.onvif.__aenter__()
+        except BaseException:
+            self.onvif = None
+            await self.rtsp.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.onvif is not None:
+                await self.onvif.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.rtsp.__aexit__(exc_type, exc, tb)
