@@ -16,7 +16,7 @@ from nvrshare.relay.services import RecipientKind, RecipientRef, Services
 from nvrshare.relay.store import MIGRATIONS, SchemaTooNew, Store
 from nvrshare.relay.store.migrations import current_version
 from tests.relay.conftest import CHEAP_SCRYPT, FakeClock, World
-from tests.support.net import free_port
+from tests.support.net import held_port
 
 
 async def test_migrations_run_once_and_are_recorded(relay_config: RelayConfig) -> None:
@@ -45,14 +45,15 @@ async def test_sqlite_is_wal_with_foreign_keys_and_private(tmp_path: Path) -> No
 
 
 async def test_unreachable_postgres_is_network_busy(tmp_path: Path) -> None:
-    config = RelayConfig(
-        data_dir=tmp_path,
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test",
-        store_retry_after=7,
-    )
-    with pytest.raises(StoreUnavailable) as busy:
-        async with Store(config):
-            pass
+    with held_port() as closed:  # bound, not listening: connections are refused
+        config = RelayConfig(
+            data_dir=tmp_path,
+            database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed}/test",
+            store_retry_after=7,
+        )
+        with pytest.raises(StoreUnavailable) as busy:
+            async with Store(config):
+                pass
     assert (busy.value.status, busy.value.code, busy.value.retry_after) == (503, "network_busy", 7)
 
 
@@ -94,17 +95,18 @@ async def test_services_over_a_dead_store_say_network_busy(
         alice = await services.accounts.register(name="alice", password="p" * 10)
         await store.engine.dispose()
         # Point the engine at nothing: every new connection is refused.
-        dead = RelayConfig(
-            data_dir=relay_config.data_dir,
-            database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test",
-        )
-        dead_store = Store(dead)
-        try:
-            dead_services = Services.build(dead, dead_store, clock=clock, keys=services.keys)
-            with pytest.raises(StoreUnavailable):
-                await dead_services.shares.pending_count(alice)
-        finally:
-            await dead_store.engine.dispose()
+        with held_port() as closed:
+            dead = RelayConfig(
+                data_dir=relay_config.data_dir,
+                database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed}/test",
+            )
+            dead_store = Store(dead)
+            try:
+                dead_services = Services.build(dead, dead_store, clock=clock, keys=services.keys)
+                with pytest.raises(StoreUnavailable):
+                    await dead_services.shares.pending_count(alice)
+            finally:
+                await dead_store.engine.dispose()
 
 
 async def test_readonly_transactions_cannot_write_on_postgres_and_do_not_block_on_sqlite(

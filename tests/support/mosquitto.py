@@ -10,10 +10,14 @@ The first argument is either a `MosquittoSetup` (dynamic security on, anonymous
 off, by default) or raw mosquitto.conf text, in which `{port}`, `{host}` and
 `{workdir}` are substituted; raw text without a `listener` line gets one.
 Every process is stopped when the block exits, whatever happened in it.
+If another process takes the chosen port before mosquitto binds it, the start
+is retried on another one: read `port` (and `workdir`) once inside the block.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Self
 
 from nvrshare.relay.broker.credentials import BrokerCredential, TopicAcl, generate_password
 from nvrshare.relay.broker.dynsec import DynsecConfig, DynsecProvisioner
+from nvrshare.relay.broker.errors import BrokerProcessError
 from nvrshare.relay.broker.mosquitto_conf import (
     MosquittoOptions,
     render_config,
@@ -31,6 +36,11 @@ from nvrshare.relay.broker.process import MosquittoProcess as _Process
 from tests.support.net import free_port
 
 __all__ = ["MosquittoProcess", "MosquittoSetup"]
+
+START_ATTEMPTS = 3
+ADDRESS_IN_USE = "Address already in use"
+# Only bounds a dynsec command that gets no answer: slack for a loaded machine.
+DYNSEC_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,6 +53,17 @@ class MosquittoSetup:
     extra: tuple[str, ...] = ()
 
 
+async def _listening(host: str, port: int) -> bool:
+    try:
+        _reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class MosquittoProcess:
     """A mosquitto started for one test; see the module docstring."""
 
@@ -50,18 +71,26 @@ class MosquittoProcess:
         self, config: MosquittoSetup | str, workdir: Path, *, host: str = "127.0.0.1"
     ) -> None:
         self.host = host
-        self.port = free_port(host)
-        self.workdir = workdir / f"mosquitto-{self.port}"
-        self.workdir.mkdir(parents=True)
+        self._config = config
+        self._root = workdir
         self.admin: BrokerCredential | None = None
+        self._provisioner: DynsecProvisioner | None = None
+        self._prepare(free_port(host))
+
+    def _prepare(self, port: int) -> None:
+        """Config, dynsec state and process for `port`, in a fresh directory."""
+        self.port = port
+        self.workdir = self._root / f"mosquitto-{port}"
+        self.workdir.mkdir(parents=True)
+        config, host = self._config, self.host
         if isinstance(config, str):
             text = (
-                config.replace("{port}", str(self.port))
+                config.replace("{port}", str(port))
                 .replace("{host}", host)
                 .replace("{workdir}", str(self.workdir))
             )
             if "listener" not in text:
-                text = f"listener {self.port} {host}\n" + text
+                text = f"listener {port} {host}\n" + text
         else:
             state = None
             if config.dynsec:
@@ -74,7 +103,7 @@ class MosquittoProcess:
                 write_dynsec_state(state, self.admin)
             text = render_config(
                 MosquittoOptions(
-                    port=self.port,
+                    port=port,
                     host=host,
                     dynsec_state=state,
                     allow_anonymous=config.allow_anonymous,
@@ -82,8 +111,7 @@ class MosquittoProcess:
                     extra=config.extra,
                 )
             )
-        self._process = _Process(text, self.workdir, host=host, port=self.port)
-        self._provisioner: DynsecProvisioner | None = None
+        self._process = _Process(text, self.workdir, host=host, port=port)
 
     @property
     def url(self) -> str:
@@ -94,8 +122,22 @@ class MosquittoProcess:
         return self._process.pid
 
     async def __aenter__(self) -> Self:
-        await self._process.start()
-        return self
+        # free_port() released the port before mosquitto binds it: someone else
+        # may take it meanwhile. Then start over on another port. (A listener
+        # would even answer the start-up probe for a mosquitto that failed to bind.)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if not await _listening(self.host, self.port):
+                try:
+                    await self._process.start()
+                except BrokerProcessError as exc:
+                    if attempt == START_ATTEMPTS or ADDRESS_IN_USE not in str(exc):
+                        raise
+                else:
+                    return self
+            elif attempt == START_ATTEMPTS:
+                raise BrokerProcessError(f"someone else listens on {self.host}:{self.port}")
+            self._prepare(free_port(self.host))
+        raise AssertionError("unreachable")
 
     async def __aexit__(
         self,
@@ -115,7 +157,9 @@ class MosquittoProcess:
             raise RuntimeError("this broker was started without dynamic security")
         if self._provisioner is None:
             self._provisioner = DynsecProvisioner(
-                DynsecConfig(host=self.host, port=self.port, admin=self.admin)
+                DynsecConfig(
+                    host=self.host, port=self.port, admin=self.admin, timeout=DYNSEC_TIMEOUT
+                )
             )
         return self._provisioner
 

@@ -32,7 +32,7 @@ def _client(broker: MosquittoProcess, cred: BrokerCredential, client_id: str | N
         password=cred.password,
         identifier=client_id or cred.client_id,
         protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=5,
+        timeout=15,
     )
 
 
@@ -62,7 +62,7 @@ def _paho_attempt(broker: MosquittoProcess, cred: BrokerCredential, other: str) 
     client.connect(broker.host, broker.port, keepalive=10, properties=Properties(1))
     client.loop_start()
     try:
-        done.wait(5)
+        assert done.wait(15), f"no publish acknowledgement; got {result}"
     finally:
         client.disconnect()
         client.loop_stop()
@@ -87,7 +87,7 @@ async def test_device_cannot_use_another_devices_topics(broker: MosquittoProcess
         await x_client.publish(f"{ROOT}/dev/DEVY1/state", b"spoof", qos=1, retain=True)
         await x_client.publish(f"{ROOT}/dev/DEVX1/up/register", b"own", qos=1)
         received = []
-        async with asyncio.timeout(3):
+        async with asyncio.timeout(10):
             async for message in relay_client.messages:
                 received.append((str(message.topic), message.payload))
                 if message.payload == b"own":
@@ -101,7 +101,7 @@ async def test_device_cannot_use_another_devices_topics(broker: MosquittoProcess
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
 async def test_mosquitto_clients_are_isolated_too(broker: MosquittoProcess) -> None:
@@ -118,7 +118,7 @@ async def test_mosquitto_clients_are_isolated_too(broker: MosquittoProcess) -> N
         "-C",
         "1",
         "-W",
-        "2",
+        "10",
     )
     assert "denied" in sub.stderr
     assert sub.stdout == ""
@@ -146,7 +146,7 @@ async def test_client_id_must_match_the_credential(
 async def test_anonymous_and_wrong_password_are_refused(broker: MosquittoProcess) -> None:
     x = await broker.create_account("DEVX4", device_acl("DEVX4"))
     with pytest.raises(aiomqtt.MqttError):
-        async with aiomqtt.Client(broker.host, broker.port, identifier="anon", timeout=5):
+        async with aiomqtt.Client(broker.host, broker.port, identifier="anon", timeout=15):
             pass
     wrong = BrokerCredential(username=x.username, password="not-it", client_id=x.client_id)
     with pytest.raises(aiomqtt.MqttError, match="Not authorized"):

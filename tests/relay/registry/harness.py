@@ -35,7 +35,6 @@ from nvrshare.relay.services.models import Device
 from nvrshare.relay.services.secrets_hash import hash_secret_async
 from nvrshare.relay.store import Store
 from tests.support.mosquitto import MosquittoProcess, MosquittoSetup
-from tests.support.net import free_port
 
 ROOT = DEFAULT_ROOT
 CODE = "ABCDEF"
@@ -118,8 +117,8 @@ async def relay_side(
         app.add_routes([provisioning_routes(provisioning, time.time)])
         runner = web.AppRunner(app)
         await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = int(runner.addresses[0][1])
         try:
             async with Registry(
                 registry_config,
@@ -128,7 +127,7 @@ async def relay_side(
                 events=services.events,
                 uplink=uplink,
             ) as registry:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(15):
                     await registry.wait_connected()
                 yield RelaySide(
                     broker=broker,

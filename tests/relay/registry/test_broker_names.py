@@ -68,7 +68,7 @@ def _mqtt(host: str, port: int, cred: BrokerCredential) -> aiomqtt.Client:
         password=cred.password,
         identifier=cred.client_id,
         protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=5,
+        timeout=15,
     )
 
 
@@ -94,7 +94,7 @@ async def test_claims_naming_the_relay_or_its_admin_are_refused(
                     await _claim(service, serial, f"203.0.113.{i}")
                 assert refused.value.status == 409
             # The relay's session is still its own, and the admin still works.
-            await relay_client.publish("nvrshare/v1/dev/x/down/control", b"x", qos=1, timeout=5)
+            await relay_client.publish("nvrshare/v1/dev/x/down/control", b"x", qos=1, timeout=15)
         assert "ALERT" in caplog.text
         assert {"nvrshare-admin", relay.username} <= set(await broker.provisioner.list_clients())
         # A legitimate device is still provisioned (the admin account survived).

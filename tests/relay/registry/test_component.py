@@ -17,7 +17,7 @@ from nvrshare.relay.registry import DevicePlane, settings_from_mapping
 from nvrshare.relay.services.context import load_device
 from tests.relay.registry.harness import eventually
 from tests.support.mosquitto import MosquittoProcess, MosquittoSetup
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import held_port, wait_for_port
 from tests.support.tls import tls_files
 
 pytestmark = pytest.mark.mosquitto
@@ -27,7 +27,7 @@ async def test_relay_with_no_broker_configured_runs_its_own(tmp_path: Path) -> N
     settings = settings_from_mapping({"devices": {"trust_first_claim": True}})
     plane = DevicePlane(settings)
     config = RelayConfig(
-        data_dir=tmp_path / "relay", http_port=free_port(), scrypt=ScryptParams(n=16, r=1, p=1)
+        data_dir=tmp_path / "relay", http_port=0, scrypt=ScryptParams(n=16, r=1, p=1)
     )
     async with Relay(config, components=[plane]) as relay:
         running = plane.running
@@ -49,7 +49,7 @@ async def test_relay_with_no_broker_configured_runs_its_own(tmp_path: Path) -> N
             }
         )
         async with Agent(agent_config) as agent:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(15):
                 await agent.control.status.registered.wait()
 
             async def registered() -> bool:
@@ -57,8 +57,8 @@ async def test_relay_with_no_broker_configured_runs_its_own(tmp_path: Path) -> N
                     device = await load_device(conn, "DEVR7")
                 return device is not None and device.online and len(device.channels) == 3
 
-            await eventually(registered, 5)
-            await eventually(lambda: agent.grants.current is not None, 5)
+            await eventually(registered, 15)
+            await eventually(lambda: agent.grants.current is not None, 15)
     assert (tmp_path / "relay" / "broker" / "mosquitto.conf").exists()
 
 
@@ -98,14 +98,14 @@ async def test_relay_with_a_broker_url_uses_that_broker(tmp_path: Path) -> None:
         )
         plane = DevicePlane(settings)
         config = RelayConfig(
-            data_dir=tmp_path / "relay", http_port=free_port(), scrypt=ScryptParams(n=16, r=1, p=1)
+            data_dir=tmp_path / "relay", http_port=0, scrypt=ScryptParams(n=16, r=1, p=1)
         )
         async with Relay(config, components=[plane]):
             running = plane.running
             assert running is not None
             assert not running.broker.embedded
             assert running.broker_url == broker.url
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(15):
                 await running.registry.wait_connected()
             agent_config = config_from_mapping(
                 {
@@ -122,7 +122,7 @@ async def test_relay_with_a_broker_url_uses_that_broker(tmp_path: Path) -> None:
                 }
             )
             async with Agent(agent_config) as agent:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(15):
                     await agent.control.status.registered.wait()
         assert not (tmp_path / "relay" / "broker").exists()
 
@@ -130,12 +130,15 @@ async def test_relay_with_a_broker_url_uses_that_broker(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_relay_reaches_an_external_broker_over_tls(tmp_path: Path) -> None:
     ca, cert, key = tls_files(tmp_path)
-    tls_port = free_port()
-    setup = MosquittoSetup(
-        extra=(f"listener {tls_port} 127.0.0.1", f"certfile {cert}", f"keyfile {key}")
-    )
-    async with MosquittoProcess(setup, tmp_path) as broker:
-        wait_for_port(tls_port)
+    # The TLS port stays bound while the broker picks its own port, so the two
+    # cannot be the same.
+    with held_port() as tls_port:
+        setup = MosquittoSetup(
+            extra=(f"listener {tls_port} 127.0.0.1", f"certfile {cert}", f"keyfile {key}")
+        )
+        broker_process = MosquittoProcess(setup, tmp_path)
+    async with broker_process as broker:
+        wait_for_port(tls_port, timeout=15)
         relay_cred = await broker.create_account(
             "relay:tls", relay_acl("nvrshare/v1"), client_id="relay-tls", service=True
         )
@@ -156,13 +159,13 @@ async def test_relay_reaches_an_external_broker_over_tls(tmp_path: Path) -> None
         )
         plane = DevicePlane(settings)
         config = RelayConfig(
-            data_dir=tmp_path / "relay", http_port=free_port(), scrypt=ScryptParams(n=16, r=1, p=1)
+            data_dir=tmp_path / "relay", http_port=0, scrypt=ScryptParams(n=16, r=1, p=1)
         )
         async with Relay(config, components=[plane]):
             running = plane.running
             assert running is not None
             assert running.broker_url == f"mqtts://127.0.0.1:{tls_port}"
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(15):
                 await running.registry.wait_connected()
             agent_config = config_from_mapping(
                 {
@@ -180,5 +183,5 @@ async def test_relay_reaches_an_external_broker_over_tls(tmp_path: Path) -> None
                 }
             )
             async with Agent(agent_config) as agent:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(15):
                     await agent.control.status.registered.wait()

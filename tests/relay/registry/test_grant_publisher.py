@@ -25,18 +25,25 @@ class Data:
 
 
 class Directory:
+    """A store whose reads answer as of when they began, and wait for `gate`.
+
+    A test closes the gate to keep a read in flight while it sends more requests.
+    """
+
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.reads = 0
         self.fail_once: set[str] = set()
+        self.gate = asyncio.Event()
+        self.gate.set()
 
     async def grant_set_for(self, serial: str, *, now: float | None = None) -> Data | None:
         self.reads += 1
-        await asyncio.sleep(0.01)  # a slow store, so requests pile up meanwhile
+        version = self.versions.get(serial)
+        await self.gate.wait()
         if serial in self.fail_once:
             self.fail_once.discard(serial)
             raise ConnectionError("store unavailable")
-        version = self.versions.get(serial)
         return None if version is None else Data(device_serial=serial, version=version)
 
     async def grant_sets_for(self, serials: list[str], *, now: float | None = None) -> dict:
@@ -63,11 +70,22 @@ async def test_many_requests_coalesce_and_each_device_publishes_in_order() -> No
     publisher = GrantPublisher(directory, Keys(), publish, clock=lambda: 1000.0)
     workers = [asyncio.create_task(publisher.run()) for _ in range(4)]
     try:
-        for version in range(1, 6):
+        # A worker takes A, B and C and stays in A's read of version 1 ...
+        directory.gate.clear()
+        for serial in ("A", "B", "C"):
+            directory.versions[serial] = 1
+            publisher.request(serial)
+        await eventually(lambda: directory.reads == 1, 10)
+        # ... while the devices change four more times: the requests coalesce,
+        # and the idle workers leave the devices in flight alone.
+        for version in range(2, 6):
             for serial in ("A", "B", "C"):
                 directory.versions[serial] = version
                 publisher.request(serial)
-            await asyncio.sleep(0.003)
+            for _ in range(5):
+                await asyncio.sleep(0)  # let the idle workers look
+        assert directory.reads == 1
+        directory.gate.set()
         directory.fail_once.add("D")
         directory.versions["D"] = 1
         publisher.request("D")
@@ -77,7 +95,7 @@ async def test_many_requests_coalesce_and_each_device_publishes_in_order() -> No
             latest = {s for s, v in published if v == 5}
             return latest == {"A", "B", "C"} and ("D", 1) in published
 
-        await eventually(done, 5)
+        await eventually(done, 15)
     finally:
         for worker in workers:
             worker.cancel()
@@ -110,7 +128,7 @@ async def test_one_devices_bad_data_holds_back_only_that_device() -> None:
         publisher.request(serial)
     worker = asyncio.create_task(publisher.run())
     try:
-        await eventually(lambda: sorted(published) == ["A", "C"], 5)
+        await eventually(lambda: sorted(published) == ["A", "C"], 15)
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -23,7 +23,6 @@ from nvrshare.relay.registry import (
     provisioning_routes,
 )
 from nvrshare.relay.registry.claims import code_key, parse_claim
-from tests.support.net import free_port
 
 NOW = 1_800_000_000.0
 
@@ -183,8 +182,8 @@ async def http_url() -> AsyncIterator[str]:
     app.add_routes([provisioning_routes(service, time.time)])
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
     try:
         yield f"http://127.0.0.1:{port}/api/v1/provision"
     finally:

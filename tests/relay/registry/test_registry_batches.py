@@ -332,7 +332,7 @@ async def test_waiting_devices_are_read_together_and_published() -> None:
         grants.request(serial)
     worker = asyncio.create_task(grants.run())
     try:
-        await eventually(lambda: "SN9" in published, 5)
+        await eventually(lambda: "SN9" in published, 15)
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
