@@ -11,7 +11,8 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -173,14 +174,24 @@ class Harness:
         return sock, answer
 
 
+# The timeouts only bound success paths here, so they are generous for loaded CI
+# machines; a test whose point is that one fires shortens it with `plane_config_with`.
+BASE_CONFIG = DataPlaneConfig(
+    hello_timeout=5.0,
+    agent_timeout=5.0,
+    relay=RelayConfig(idle_timeout=60),
+    limits=SessionLimits(per_account=4, per_device=8, per_channel=3),
+)
+
+
+def plane_config_with(**changes: Any) -> DataPlaneConfig:
+    """The harness's configuration with some settings changed."""
+    return replace(BASE_CONFIG, **changes)
+
+
 @pytest.fixture
 def plane_config() -> DataPlaneConfig:
-    return DataPlaneConfig(
-        hello_timeout=0.5,
-        agent_timeout=0.5,
-        relay=RelayConfig(idle_timeout=5),
-        limits=SessionLimits(per_account=4, per_device=8, per_channel=3),
-    )
+    return BASE_CONFIG
 
 
 @pytest.fixture
