@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import Callable
 
 from nvrshare.simulators.digest import parse_digest_header
 from tests.simulators.test_digest import answer
@@ -72,19 +73,31 @@ class RawRtsp:
         self.frames.append((channel, await self.reader.readexactly(size)))
 
     async def read_frames(
-        self, seconds: float, *, until_bye: bool = False
+        self,
+        seconds: float,
+        *,
+        until_bye: bool = False,
+        until: Callable[[list[tuple[int, bytes]]], bool] | None = None,
     ) -> list[tuple[int, bytes]]:
-        """Collect interleaved frames for `seconds` (stops early at EOF, or at an RTCP BYE)."""
+        """Collect interleaved frames for `seconds`.
+
+        Stops early at EOF, at an RTCP BYE (`until_bye`), or once `until(frames)` holds.
+        """
         self.frames = []
+        deadline = asyncio.get_running_loop().time() + seconds
         try:
-            async with asyncio.timeout(seconds):
-                while True:
+            while True:
+                # Only the wait for a frame's first byte is timed: a frame that has begun
+                # is read whole, so the next call does not start in the middle of one.
+                async with asyncio.timeout_at(deadline):
                     first = await self.reader.readexactly(1)
-                    assert first == b"$", first
-                    await self._frame()
-                    channel, payload = self.frames[-1]
-                    if until_bye and channel % 2 and len(payload) >= 8 and payload[-7] == 203:
-                        break
+                assert first == b"$", first
+                await self._frame()
+                channel, payload = self.frames[-1]
+                if until_bye and channel % 2 and len(payload) >= 8 and payload[-7] == 203:
+                    break
+                if until is not None and until(self.frames):
+                    break
         except (TimeoutError, asyncio.IncompleteReadError):
             pass
         return self.frames

@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-TIMEOUT_MS = 10_000
+# Generous: a loaded 2-core CI machine can stall Chromium for seconds; these only bound success.
+TIMEOUT_MS = 20_000
+EXPECT_TIMEOUT_MS = 15_000
+# expect() does not use the context's timeouts and defaults to 5 s; it is process-wide.
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 # Runs before any page script; CSP does not apply to it, and it reports what CSP blocks.
 _REPORT_CSP = """

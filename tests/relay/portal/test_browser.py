@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -211,8 +212,9 @@ async def test_csp_violations_are_caught(
     await expect(tab.page.locator("h1")).to_have_text("Log in")
     assert await tab.page.evaluate("() => window.injected === undefined")
     await tab.page.wait_for_function("() => true")  # let the violation events arrive
-    for _ in range(50):
-        if len([p for p in tab.problems if "CSP violation" in p]) >= 2:
+    deadline = time.monotonic() + 10.0  # console events arrive asynchronously
+    while len([p for p in tab.problems if "CSP violation" in p]) < 2:
+        if time.monotonic() > deadline:
             break
         await tab.page.wait_for_timeout(20)
     assert any("CSP violation: script-src" in p for p in tab.problems), tab.problems
