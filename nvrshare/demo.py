@@ -172,6 +172,10 @@ port = {config.port}
 rtsp_port = {config.rtsp_port}
 username = "{config.username}"
 password = "{config.password}"
+
+# Retry the relay quickly: the owner's bind waits 20 s for the first registration.
+[backoff]
+maximum = 2
 """
 
 

@@ -30,7 +30,9 @@ from typing import Any, Self
 
 __all__ = ["Child", "ChildFailed", "Children"]
 
-STOP_GRACE = 8.0  # seconds a child gets to stop cleanly after SIGTERM
+# Seconds a child gets to stop cleanly after SIGTERM.  The relay alone may take 7 s
+# (2 s HTTP shutdown grace, then up to 5 s for its mosquitto): leave room on a slow machine.
+STOP_GRACE = 15.0
 MAX_LINE = 64 * 1024
 
 

@@ -69,10 +69,12 @@ async def test_dead_agent_goes_offline_through_its_last_will(
     so only the broker's keep-alive check (1.5x) can notice."""
     config = tmp_path / "agent.toml"
     config.write_text(_toml(relay, serial, tmp_path / "agent-state"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nvrshare", "agent", "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    # stderr to a file, not a pipe nobody reads (a full pipe would block the agent).
+    with (tmp_path / "agent.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nvrshare", "agent", "--config", str(config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     try:
 
         async def online() -> bool:
@@ -121,11 +123,11 @@ async def test_reboot_without_network_still_enforces_the_last_grants(
     services = relay.services
     config = relay.agent_config("DEVR1")
     async with Agent(config) as agent:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):
             await agent.control.status.registered.wait()
         owner = await services.accounts.register(password="pw-owner-1", email="r@example.com")
         await services.devices.bind(owner, serial="DEVR1", verification_code=CODE, source="t")
-        await eventually(lambda: agent.grants.grant_for(owner.id, time.time()) is not None, 2)
+        await eventually(lambda: agent.grants.grant_for(owner.id, time.time()) is not None, 10)
         version = agent.grants.version
     await relay.broker.stop()
     async with Agent(config) as rebooted:

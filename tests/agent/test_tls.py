@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from nvrshare.relay.broker.mosquitto_conf import find_dynsec_plugin
 from nvrshare.relay.broker.process import find_mosquitto
 from tests.relay.registry.harness import eventually
 from tests.support.mosquitto import MosquittoProcess, MosquittoSetup
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import wait_for_port
 from tests.support.tls import tls_files
 
 pytestmark = [
@@ -37,12 +38,16 @@ async def test_agent_connects_over_tls_only_when_it_trusts_the_ca(
     tmp_path: Path, trust_ca: bool
 ) -> None:
     ca, cert, key = tls_files(tmp_path)
-    # A second, TLS-only listener for devices; provisioning uses the plain one.
-    tls_port = free_port()
-    setup = MosquittoSetup(
-        extra=(f"listener {tls_port} 127.0.0.1", f"certfile {cert}", f"keyfile {key}")
-    )
-    async with MosquittoProcess(setup, tmp_path) as broker:
+    # A second, TLS-only listener for devices; provisioning uses the plain one.  The TLS
+    # port stays bound while the broker picks its own port, so the two cannot be the same.
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        tls_port = int(reserved.getsockname()[1])
+        setup = MosquittoSetup(
+            extra=(f"listener {tls_port} 127.0.0.1", f"certfile {cert}", f"keyfile {key}")
+        )
+        broker_process = MosquittoProcess(setup, tmp_path)
+    async with broker_process as broker:
         wait_for_port(tls_port)
         patterns = device_topic_patterns("DEVTLS1")
         device = await broker.create_account(
@@ -69,7 +74,7 @@ async def test_agent_connects_over_tls_only_when_it_trusts_the_ca(
         async with Agent(config) as agent:
             status = agent.control.status
             if trust_ca:
-                await eventually(status.connected.is_set, 5)
+                await eventually(status.connected.is_set, 15)
             else:
                 await asyncio.sleep(1.0)
                 assert not status.connected.is_set()

@@ -67,20 +67,22 @@ async def _nvrshare(home: Path, *argv: str, stdin: str = "") -> tuple[int, str, 
 
 @pytest.fixture
 async def relay_process(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    port = free_port()
     config_file = tmp_path / "relay.toml"
+    # Port 0: the relay binds a free port itself and says which (no port to race for).
     config_file.write_text(
-        f'data_dir = "{tmp_path / "data"}"\nhttp_port = {port}\n[scrypt]\nn = 16\nr = 1\np = 1\n'
+        f'data_dir = "{tmp_path / "data"}"\nhttp_port = 0\n[scrypt]\nn = 16\nr = 1\np = 1\n'
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nvrshare", "relay", "--config", str(config_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    # stderr to a file, not a pipe nobody reads (a full pipe would block the relay).
+    with (tmp_path / "relay.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nvrshare", "relay", "--config", str(config_file),
+            stdout=asyncio.subprocess.PIPE, stderr=log,
+        )  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert b"relay listening on" in line, line
-        yield f"http://127.0.0.1:{port}", config_file
+        assert line.startswith(b"relay listening on http://127.0.0.1:"), line
+        yield line.split()[-1].decode(), config_file
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -32,7 +33,6 @@ from nvrshare.simulators.recorder import RecorderSimConfig, RecorderSimulator
 from tests.agent.sessions.harness import SERIAL, Harness
 from tests.client.conftest import PASSWORD, register_device
 from tests.simulators.ffprobe import needs_ffprobe, probe
-from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -101,16 +101,18 @@ async def test_view_serves_a_local_rtsp_url_that_ffprobe_decodes(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack.harness.publish_grants({stack.account_id: {1: ALL_PERMISSIONS}})
-    port = free_port()
+    # Port 0: `view` binds a free port itself and prints its URL (no port to race for).
     view = asyncio.create_task(
-        stack.run("view", "--channel", "1", "--listen", f"127.0.0.1:{port}", "--duration", "20")
+        stack.run("view", "--channel", "1", "--listen", "127.0.0.1:0", "--duration", "20")
     )
     try:
-        for _ in range(100):
-            if f":{port}/" in capsys.readouterr().out or view.done():
-                break
-            await asyncio.sleep(0.05)
-        result = await probe(f"rtsp://127.0.0.1:{port}/live/1/main", seconds=2.5)
+        printed = ""
+        async with asyncio.timeout(15):
+            while (url := re.search(r"rtsp://127\.0\.0\.1:\d+/\S+", printed)) is None:
+                assert not view.done(), (view, printed)
+                await asyncio.sleep(0.05)
+                printed += capsys.readouterr().out
+        result = await probe(url[0], seconds=2.5)
         assert (result.codec_name, result.frames >= 25) == ("h264", True)
     finally:
         view.cancel()
@@ -171,21 +173,24 @@ async def test_alarms_prints_events_until_the_device_ends_the_stream(
 ) -> None:
     stack.harness.publish_grants({stack.account_id: {1: Permission.ALARM}})
     alarms = asyncio.create_task(stack.run("alarms", "--json"))
-    for _ in range(250):
-        if recorder_sim.device.subscriber_count:
-            break
+    # An alarm raised before the agent subscribes reaches nobody: wait for the
+    # subscription (it queues every later alarm), failing loudly if it never comes.
+    deadline = time.monotonic() + 15
+    while not recorder_sim.device.subscriber_count:
+        assert not alarms.done(), alarms
+        assert time.monotonic() < deadline, "the agent never subscribed to the recorder's alarms"
         await asyncio.sleep(0.02)
     recorder_sim.device.trigger_alarm(AlarmKind.MOTION, channel=1)
-    for _ in range(250):
-        if '"motion"' in capsys.readouterr().out:
-            break
+    printed = ""
+    deadline = time.monotonic() + 10
+    while '"motion"' not in printed:
+        assert time.monotonic() < deadline, f"no alarm printed: {printed!r}"
         await asyncio.sleep(0.02)
-    else:
-        pytest.fail("no alarm printed")
+        printed += capsys.readouterr().out
     stack.harness.publish_grants(
         {stack.account_id: {1: Permission.LIVE_VIEW}}, service_enabled=False
     )
-    assert await asyncio.wait_for(alarms, 5) == 0
+    assert await asyncio.wait_for(alarms, 10) == 0
 
 
 async def test_ptz_without_a_relay_endpoint_says_so(

@@ -30,6 +30,9 @@ NEEDS_TOOLS = pytest.mark.skipif(
     find_mosquitto() is None or find_dynsec_plugin() is None or shutil.which("ffprobe") is None,
     reason="mosquitto with the dynamic-security plugin and ffprobe are required",
 )
+# Starting the product (recorder, relay with its mosquitto, agent) and stopping each
+# process within its grace can take more than pytest's default 60 s on a loaded machine.
+SLOW_PROCESSES = pytest.mark.timeout(180)
 
 
 @dataclass

@@ -41,9 +41,9 @@ from nvrshare.relay.broker import (
     relay_acl,
 )
 from nvrshare.relay.services.keystore import KeyStore
-from tests.e2e.conftest import NEEDS_TOOLS, Product
+from tests.e2e.conftest import NEEDS_TOOLS, SLOW_PROCESSES, Product
 
-pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto, NEEDS_TOOLS]
+pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto, NEEDS_TOOLS, SLOW_PROCESSES]
 
 AGENT_DIAL_REFUSALS = 'nvrshare_relay_refusals_total{reason="token_invalid"}'
 

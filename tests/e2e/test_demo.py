@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import NEEDS_TOOLS
+from tests.e2e.conftest import NEEDS_TOOLS, SLOW_PROCESSES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto, NEEDS_TOOLS]
+pytestmark = [pytest.mark.e2e, pytest.mark.mosquitto, NEEDS_TOOLS, SLOW_PROCESSES]
 
 KEY_LINES = (
     "✓ relay started",
@@ -44,6 +44,7 @@ def _leftovers(workdir: str) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(120)
 async def test_demo_passes_and_leaves_nothing_running() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NVRSHARE_HOME", "NVRSHARE_DATA")}
     process = await asyncio.create_subprocess_exec(
@@ -52,7 +53,7 @@ async def test_demo_passes_and_leaves_nothing_running() -> None:
         start_new_session=True, env=env,
     )  # fmt: skip
     try:
-        out, err = await asyncio.wait_for(process.communicate(), 55)
+        out, err = await asyncio.wait_for(process.communicate(), 90)
     finally:
         if process.returncode is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -68,7 +69,8 @@ async def test_demo_passes_and_leaves_nothing_running() -> None:
     summary = re.search(r"demo PASSED: (\d+)/(\d+) steps in ([\d.]+) s", report)
     assert summary is not None, report
     assert summary[1] == summary[2]
-    assert float(summary[3]) < 45
+    print(f"demo took {summary[3]} s")
+    assert float(summary[3]) < 90
     workdir = re.search(r"nvrshare demo in (\S+)", report)
     assert workdir is not None
     assert not Path(workdir[1]).exists()  # noqa: ASYNC240 - cleaned up after a passing run
@@ -86,12 +88,14 @@ async def test_an_interrupted_demo_stops_every_process(how: signal.Signals) -> N
     assert process.stdout is not None
     seen: list[str] = []
     try:
-        async with asyncio.timeout(40):
+        async with asyncio.timeout(60):
             while "✓ agent started" not in "".join(seen):  # relay, mosquitto, recorder, agent up
                 line = await process.stdout.readline()
                 assert line, "".join(seen)
                 seen.append(line.decode())
-            process.send_signal(how)
+        process.send_signal(how)
+        # Each child gets STOP_GRACE to stop: bound the whole stop generously.
+        async with asyncio.timeout(60):
             rest, _ = await process.communicate()
     finally:
         if process.returncode is None:

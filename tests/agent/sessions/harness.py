@@ -46,7 +46,7 @@ class RecordingUplink:
         self.sent.append((kind, message))
         self.changed.set()
 
-    async def wait_for(self, kind: type, limit: float = 5.0) -> Message:
+    async def wait_for(self, kind: type, limit: float = 15.0) -> Message:
         async with asyncio.timeout(limit):
             while True:
                 for _, message in self.sent:

@@ -91,7 +91,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[RelaySide, Agent, DataPla
             yield relay, agent, plane
 
 
-async def wait_until(condition: object, limit: float = 5.0) -> None:
+async def wait_until(condition: object, limit: float = 15.0) -> None:
     deadline = time.monotonic() + limit
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -137,10 +137,12 @@ async def test_a_share_streams_through_everything_and_its_revocation_cuts_it(
         assert answer.startswith(b"RTSP/1.0 200")
         await services.shares.revoke(owner, share.id)
         cut_at = time.monotonic()
-        async with asyncio.timeout(3):
+        async with asyncio.timeout(10):
             while await session.reader.read(65536):
                 pass
-        assert time.monotonic() - cut_at < 1.5
+        took = time.monotonic() - cut_at
+        print(f"share revoked → session cut {took * 1000:.0f} ms later")
+        assert took < 3.0
     await wait_until(lambda: agent.grants.grant_for(friend.id, time.time()) is None)
     await wait_until(
         lambda: any(

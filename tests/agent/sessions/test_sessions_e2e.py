@@ -30,6 +30,7 @@ from nvrshare.protocol.permissions import Permission, TimeWindow
 from nvrshare.protocol.reasons import CloseReason, RefusalReason
 from nvrshare.simulators.recorder import RecorderSimulator
 from tests.agent.sessions.harness import ACCOUNT, SERIAL, Harness
+from tests.relay.registry.harness import eventually
 from tests.simulators.ffprobe import needs_ffprobe, probe
 from tests.support.tls import make_certificate
 
@@ -129,10 +130,12 @@ async def test_a_new_grant_set_cuts_open_sessions(harness: Harness, how: str) ->
             h.publish_grants({ACCOUNT: {2: LIVE}})
         else:
             h.publish_grants({ACCOUNT: {1: LIVE}}, service_enabled=False)
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(10):
             while await session.reader.read(65536):
                 pass
-        assert time.monotonic() - cut_at < 1.0
+        took = time.monotonic() - cut_at  # includes the grant file's fsync
+        print(f"{how}: session cut {took * 1000:.0f} ms after the new grant set")
+        assert took < 3.0
     closed = await h.uplink.wait_for(SessionClose)
     assert isinstance(closed, SessionClose)
     expected = CloseReason.SERVICE_DISABLED if how == "disable_service" else CloseReason.REVOKED
@@ -167,18 +170,17 @@ async def test_alarms_stream_only_granted_channels(
     device = recorder_sim.device
     async with await open_session(h.endpoint, h.token(), request(SessionKind.ALARM)) as session:
         events = read_alarms(session)
-        for _ in range(250):  # the agent subscribes once the session is accepted
-            if device.subscriber_count:
-                break
-            await asyncio.sleep(0.02)
+        # The agent subscribes once the session is accepted; an alarm raised before
+        # that reaches nobody, so wait for the subscription (it queues every later one).
+        await eventually(lambda: device.subscriber_count, 15)
         device.trigger_alarm(AlarmKind.MOTION, channel=2)
         device.trigger_alarm(AlarmKind.VIDEO_LOSS, channel=1)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(10):
             first = await anext(events)
         assert (first.channel, first.event_type, first.active) == (1, "video_loss", True)
         assert first.device_serial == SERIAL
         h.publish_grants({ACCOUNT: {2: LIVE}})  # alarms no longer shared: the stream ends
-        async with asyncio.timeout(3):
+        async with asyncio.timeout(10):
             rest = [event async for event in events]
         assert rest == []
 
