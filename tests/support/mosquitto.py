@@ -16,8 +16,6 @@ is retried on another one: read `port` (and `workdir`) once inside the block.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Self
 
 from nvrshare.relay.broker.credentials import BrokerCredential, TopicAcl, generate_password
 from nvrshare.relay.broker.dynsec import DynsecConfig, DynsecProvisioner
-from nvrshare.relay.broker.errors import BrokerProcessError
+from nvrshare.relay.broker.errors import BrokerPortTaken
 from nvrshare.relay.broker.mosquitto_conf import (
     MosquittoOptions,
     render_config,
@@ -38,7 +36,6 @@ from tests.support.net import free_port
 __all__ = ["MosquittoProcess", "MosquittoSetup"]
 
 START_ATTEMPTS = 3
-ADDRESS_IN_USE = "Address already in use"
 # Only bounds a dynsec command that gets no answer: slack for a loaded machine.
 DYNSEC_TIMEOUT = 15.0
 
@@ -51,17 +48,6 @@ class MosquittoSetup:
     allow_anonymous: bool = False
     max_keepalive: int = 60
     extra: tuple[str, ...] = ()
-
-
-async def _listening(host: str, port: int) -> bool:
-    try:
-        _reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 class MosquittoProcess:
@@ -123,20 +109,16 @@ class MosquittoProcess:
 
     async def __aenter__(self) -> Self:
         # free_port() released the port before mosquitto binds it: someone else
-        # may take it meanwhile. Then start over on another port. (A listener
-        # would even answer the start-up probe for a mosquitto that failed to bind.)
+        # may take it meanwhile. Then start over on another port.
         for attempt in range(1, START_ATTEMPTS + 1):
-            if not await _listening(self.host, self.port):
-                try:
-                    await self._process.start()
-                except BrokerProcessError as exc:
-                    if attempt == START_ATTEMPTS or ADDRESS_IN_USE not in str(exc):
-                        raise
-                else:
-                    return self
-            elif attempt == START_ATTEMPTS:
-                raise BrokerProcessError(f"someone else listens on {self.host}:{self.port}")
-            self._prepare(free_port(self.host))
+            try:
+                await self._process.start()
+            except BrokerPortTaken:
+                if attempt == START_ATTEMPTS:
+                    raise
+                self._prepare(free_port(self.host))
+            else:
+                return self
         raise AssertionError("unreachable")
 
     async def __aexit__(

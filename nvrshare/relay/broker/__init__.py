@@ -12,6 +12,7 @@ from nvrshare.relay.broker.embedded import (
 )
 from nvrshare.relay.broker.errors import (
     BrokerError,
+    BrokerPortTaken,
     BrokerProcessError,
     BrokerUnavailable,
     ProvisioningError,
@@ -23,6 +24,7 @@ from nvrshare.relay.broker.provisioning import BrokerProvisioner
 __all__ = [
     "BrokerCredential",
     "BrokerError",
+    "BrokerPortTaken",
     "BrokerProcessError",
     "BrokerProvisioner",
     "BrokerSettings",

@@ -40,7 +40,7 @@ from nvrshare.relay.broker.credentials import (
     validate_name,
 )
 from nvrshare.relay.broker.dynsec import DynsecConfig, DynsecProvisioner
-from nvrshare.relay.broker.errors import BrokerError, ProvisioningRefused
+from nvrshare.relay.broker.errors import BrokerError, BrokerPortTaken, ProvisioningRefused
 from nvrshare.relay.broker.mosquitto_conf import (
     MosquittoOptions,
     render_config,
@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 DEFAULT_TOPIC_ROOT = "nvrshare/v1"
+# Tries at a port of our own choosing (another process may take it before mosquitto binds).
+PORT_ATTEMPTS = 3
 
 
 def relay_acl(topic_root: str = DEFAULT_TOPIC_ROOT, share_group: str = "relay") -> TopicAcl:
@@ -148,6 +150,37 @@ class RelayBroker:
         return f"{'mqtts' if self.tls_context else 'mqtt'}://{host}:{self.port}"
 
 
+async def _start_embedded(
+    settings: BrokerSettings, workdir: Path, state: Path, log: logging.Logger
+) -> MosquittoProcess:
+    """Start the supervised mosquitto; a port we picked ourselves is picked again if
+    another process takes it between our choice and mosquitto's bind."""
+    attempts = 1 if settings.port else PORT_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        port = settings.port or _free_port(settings.host)
+        text = render_config(
+            MosquittoOptions(
+                port=port,
+                host=settings.host,
+                dynsec_state=state,
+                persistence_dir=workdir,
+                log_file=workdir / "mosquitto.log",
+            )
+        )
+        process = MosquittoProcess(
+            text, workdir, host=settings.host, port=port, supervise=True, logger=log
+        )
+        try:
+            await process.start()
+        except BrokerPortTaken:
+            if attempt == attempts:
+                raise
+            log.warning("port %d was taken before mosquitto could bind it; picking another", port)
+        else:
+            return process
+    raise AssertionError("unreachable")
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -233,30 +266,21 @@ async def open_broker(
     state = workdir / "dynsec.json"
     if not state.exists():
         write_dynsec_state(state, admin)
-    port = settings.port or _free_port(settings.host)
-    text = render_config(
-        MosquittoOptions(
-            port=port,
-            host=settings.host,
-            dynsec_state=state,
-            persistence_dir=workdir,
-            log_file=workdir / "mosquitto.log",
+    async with contextlib.AsyncExitStack() as stack:
+        process = await _start_embedded(settings, workdir, state, log)
+        stack.push_async_callback(process.stop)
+        port = process.port
+        prov = await stack.enter_async_context(
+            DynsecProvisioner(
+                DynsecConfig(
+                    host=settings.host,
+                    port=port,
+                    admin=admin,
+                    reserved=frozenset({settings.client_id, f"relay:{settings.client_id}"}),
+                ),
+                log,
+            )
         )
-    )
-    async with (
-        MosquittoProcess(
-            text, workdir, host=settings.host, port=port, supervise=True, logger=log
-        ) as process,
-        DynsecProvisioner(
-            DynsecConfig(
-                host=settings.host,
-                port=port,
-                admin=admin,
-                reserved=frozenset({settings.client_id, f"relay:{settings.client_id}"}),
-            ),
-            log,
-        ) as prov,
-    ):
         # A fresh password on every start: it only ever lives in this process.
         credential = BrokerCredential(
             username=f"relay:{settings.client_id}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerError",
+    "BrokerPortTaken",
     "BrokerProcessError",
     "BrokerUnavailable",
     "ProvisioningError",
@@ -34,3 +35,7 @@ class ProvisioningError(BrokerError):
 
 class BrokerProcessError(BrokerError):
     """The managed mosquitto process could not be started or kept running."""
+
+
+class BrokerPortTaken(BrokerProcessError):
+    """Another process listens on the broker's port, or took it before mosquitto bound it."""

@@ -17,13 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from nvrshare.relay.broker.errors import BrokerProcessError
+from nvrshare.relay.broker.errors import BrokerPortTaken, BrokerProcessError
 
 __all__ = ["MosquittoProcess", "find_mosquitto"]
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 LOG_TAIL_BYTES = 2000
+# What mosquitto 2.0 prints when its listener cannot bind.
+BIND_REFUSED = "Address already in use"
 
 
 def find_mosquitto() -> str | None:
@@ -127,18 +129,19 @@ class MosquittoProcess:
             self._supervisor = asyncio.create_task(self._watch(), name=f"mosquitto:{self.port}")
 
     def log_tail(self) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+        return self._log_since(0)
 
     async def _spawn(self) -> None:
         executable = self._executable or find_mosquitto()
         if executable is None:
             raise BrokerProcessError("the mosquitto executable was not found")
+        # Another listener would answer the readiness probe below for a mosquitto
+        # that failed to bind, so the port must be free before we start.
+        if await _port_accepts(self.host, self.port):
+            raise BrokerPortTaken(f"something else already listens on {self.host}:{self.port}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._config_text)
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 executable,
@@ -153,10 +156,19 @@ class MosquittoProcess:
         while not await _port_accepts(self.host, self.port):
             if self._process.returncode is not None or asyncio.get_running_loop().time() > deadline:
                 await self._terminate(signal.SIGKILL)
-                raise BrokerProcessError(
-                    f"mosquitto did not start on {self.host}:{self.port}:\n{self.log_tail()}"
-                )
+                output = self._log_since(log_start)
+                error = BrokerPortTaken if BIND_REFUSED in output else BrokerProcessError
+                raise error(f"mosquitto did not start on {self.host}:{self.port}:\n{output}")
             await asyncio.sleep(0.02)
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                data = log.read()
+        except OSError:
+            return ""
+        return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
 
     async def _terminate(self, sig: signal.Signals) -> None:
         process = self._process
