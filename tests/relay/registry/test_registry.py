@@ -103,10 +103,10 @@ async def test_share_change_reaches_the_agent_within_a_second(relay: RelaySide) 
             lambda: agent.grants.grant_for(friend.id, time.time()) is None, 10
         )
         assert agent.grants.is_account_revoked(friend.id)
-        # Well under a second when idle; the bound only leaves room for a loaded machine.
+        # The bar; the 10 s waits above only make a miss report its figure.
         print(f"share reached the agent in {granted:.3f}s, revocation in {revoked:.3f}s")
-        assert granted < 5
-        assert revoked < 5
+        assert granted < 1.0
+        assert revoked < 1.0
 
 
 def _grant_set(serial: str, version: int, keys: list[bytes]) -> GrantSet:
@@ -247,7 +247,9 @@ async def test_broker_restart_agent_reconnects_and_reregisters(relay: RelaySide)
         await relay.broker.restart()
         # The agent retries its registration after 1-2 s, then 2-4 s: seconds, even idle.
         await eventually(lambda: status.registrations_accepted > before, 15)
-        print(f"registered again {time.monotonic() - start:.2f}s after the broker restart")
+        took = time.monotonic() - start
+        print(f"registered again {took:.2f}s after the broker restart")
+        assert took < 5  # the bar in the test configuration
         assert status.connects >= 2
         device = await relay.device("DEVF1")
         assert device is not None
