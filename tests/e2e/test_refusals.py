@@ -101,7 +101,7 @@ async def _stopping_a_share_cuts_the_live_session(product: Product) -> None:
         lambda: story.owner.update_share(share_id, permissions={1: ["ptz"], 2: ["playback"]}),
     )
     print(f"owner removes live view → live session closed {took * 1000:.0f} ms later")
-    assert took < 3.0, f"the session lived {took:.2f} s after live view was removed"
+    assert took < 1.0, f"the session lived {took:.2f} s after live view was removed"
     assert f"{revoked} 1" in await _metrics(product)  # closed by the relay itself
     await story.owner.update_share(share_id, permissions={1: ["live_view", "ptz"], 2: ["playback"]})
     await story.wait_for_grant()
@@ -111,7 +111,7 @@ async def _stopping_a_share_cuts_the_live_session(product: Product) -> None:
     token = await story.tokens()
     took = await _cut_time(product, lambda: story.owner.revoke_share(share_id))
     print(f"owner stops the share → live session closed {took * 1000:.0f} ms later")
-    assert took < 3.0, f"the session lived {took:.2f} s after the share stopped"
+    assert took < 1.0, f"the session lived {took:.2f} s after the share stopped"
     assert f"{revoked} 2" in await _metrics(product)
     request = SessionRequest(device_serial=product.serial, channel=1, kind=SessionKind.LIVE_MAIN)
     with pytest.raises(StreamRefused) as refused:

@@ -142,7 +142,7 @@ async def test_a_share_streams_through_everything_and_its_revocation_cuts_it(
                 pass
         took = time.monotonic() - cut_at
         print(f"share revoked → session cut {took * 1000:.0f} ms later")
-        assert took < 3.0
+        assert took < 1.0  # the issue: cut within 1 s of revocation
     await wait_until(lambda: agent.grants.grant_for(friend.id, time.time()) is None)
     await wait_until(
         lambda: any(

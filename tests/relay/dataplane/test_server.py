@@ -350,8 +350,7 @@ async def test_revocation_cuts_live_sessions_within_a_second(harness: Harness) -
     assert await asyncio.wait_for(read_to_eof(mine), DEADLINE) == b""
     elapsed = loop.time() - started
     print(f"revocation reached the live session in {elapsed * 1000:.1f} ms")
-    # Immediate in practice (see the figure); the bound leaves room for a loaded machine.
-    assert elapsed < 5.0
+    assert elapsed < 1.0  # the bar; DEADLINE only lets a miss report its figure
     # The other account's session is untouched.
     await loop.sock_sendall(theirs, b"still here")
     assert await loop.sock_recv(theirs, 100) == b"still here"
