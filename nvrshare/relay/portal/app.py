@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from nvrshare.relay.errors import RelayError
-from nvrshare.relay.portal import account_pages, device_pages, share_pages, site_pages
+from nvrshare.relay.portal import account_pages, device_pages, org_pages, share_pages, site_pages
 from nvrshare.relay.portal.rendering import ENVIRONMENT, build_environment
 from nvrshare.relay.portal.security import SECURITY_HEADERS, CookiePolicy
 from nvrshare.relay.portal.session import (
@@ -38,6 +38,7 @@ _SERIAL = "{serial:[^/]{1,64}}"
 _SHARE = "{share_id:[^/]{1,64}}"
 _SITE = "{site_id:[^/]{1,64}}"
 _INVITATION = "{invitation_id:[^/]{1,64}}"
+_ACCOUNT = "{account_id:[^/]{1,64}}"
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
@@ -121,7 +122,7 @@ def create_portal(
 
 
 def _add_site_routes(app: web.Application) -> None:
-    """Installer sites and the handover (both the installer's and the owner's pages)."""
+    """Installer sites, the organisation's members and the handover (both sides)."""
     p, r = site_pages, app.router
     r.add_get("/sites", p.sites, name="sites")
     r.add_post("/sites", p.create_site)
@@ -130,6 +131,7 @@ def _add_site_routes(app: web.Application) -> None:
     r.add_post(f"/sites/{_SITE}/devices", p.add_site_device, name="site_devices")
     r.add_post(f"/sites/{_SITE}/invite", p.invite, name="site_invite")
     r.add_post(f"/sites/{_SITE}/resend", p.resend, name="site_resend")
+    r.add_post(f"/sites/{_SITE}/service", p.set_service, name="site_service")
     r.add_post(f"/invitations/{_INVITATION}/accept", p.accept_invitation,
                name="invitation_accept")  # fmt: skip
     r.add_post(f"/invitations/{_INVITATION}/decline", p.decline_invitation,
@@ -137,3 +139,8 @@ def _add_site_routes(app: web.Application) -> None:
     r.add_get(f"/owned-sites/{_SITE}", p.owned_site, name="owned_site")
     r.add_post(f"/owned-sites/{_SITE}/grant", p.grant_installer, name="owned_site_grant")
     r.add_post(f"/owned-sites/{_SITE}/revoke", p.revoke_installer, name="owned_site_revoke")
+    o = org_pages
+    r.add_get("/organisation", o.members, name="org_members")
+    r.add_post("/organisation/members", o.add_member, name="org_member_add")
+    r.add_post(f"/organisation/members/{_ACCOUNT}/remove", o.remove_member,
+               name="org_member_remove")  # fmt: skip

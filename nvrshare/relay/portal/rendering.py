@@ -41,6 +41,10 @@ DONE_MESSAGES = {
     "handed_over": "The site is now yours.",
     "authorised": "Installer permissions saved.",
     "revoked": "Installer permissions revoked.",
+    "service_on": "Cloud service switched on.",
+    "service_off": "Cloud service switched off: nobody can view the device until it is back on.",
+    "member_added": "Member added.",
+    "member_removed": "Member removed.",
 }
 
 

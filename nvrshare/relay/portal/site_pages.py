@@ -2,8 +2,10 @@
 
 Installer side: create the organisation, create sites, add devices, invite the
 site owner by email or phone with installer permissions and a validity period,
-resend.  Owner side: invitations addressed to you (accept / decline), and sites
-handed over to you with the installer's permissions (authorise, revoke).
+resend; after the handover, switch the cloud service off / on if the owner
+allowed it.  Owner side: invitations addressed to you (accept / decline), and
+sites handed over to you with the installer's permissions (authorise, revoke
+all or one device's).  Organisation members are in `org_pages`.
 Every rule is in `nvrshare.relay.services.sites*`.
 """
 
@@ -34,6 +36,7 @@ __all__ = [
     "owned_site",
     "resend",
     "revoke_installer",
+    "set_service",
     "site",
     "sites",
 ]
@@ -107,6 +110,7 @@ async def _site_page(
     context = {
         "site": shown, "error": refusal, "status_labels": STATUS_LABELS,
         "columns": SITE_PERMISSION_COLUMNS, "today": _today(request),
+        "switchable": shown.owner_id is not None and shown.allow_disable_service,
         "values": {"channel": "email", "address": "", "remark": "", **(values or {})},
     }  # fmt: skip
     return await page(request, "site.html", context, refusal=refusal)
@@ -164,6 +168,27 @@ async def resend(request: web.Request) -> web.StreamResponse:
     return redirect(request, "site", done="resent", site_id=site_id)
 
 
+async def set_service(request: web.Request) -> web.StreamResponse:
+    """The installer switches the cloud service of one device (or all) on or off.
+
+    Only after the handover, and only if the owner allowed it when accepting:
+    while it is off nobody (the owner included) gets a token for the device.
+    """
+    account = require_account(request)
+    fields = form(request)
+    site_id = request.match_info["site_id"]
+    try:
+        wanted = fields.text("enabled", limit=3)
+        if wanted not in {"on", "off"}:
+            raise InvalidRequest("switch the cloud service on or off")
+        await request.app[SERVICES].sites.set_service(
+            account, site_id, enabled=wanted == "on", serial=fields.optional("serial", limit=64)
+        )
+    except RelayError as exc:
+        return await _site_page(request, account, refusal=exc)
+    return redirect(request, "site", done=f"service_{wanted}", site_id=site_id)
+
+
 # --- the site owner ---------------------------------------------------------------
 
 
@@ -208,7 +233,15 @@ async def grant_installer(request: web.Request) -> web.StreamResponse:
 
 
 async def revoke_installer(request: web.Request) -> web.StreamResponse:
+    """Revoke every installer permission, or (a `serial` field) those on one device."""
     account = require_account(request)
     site_id = request.match_info["site_id"]
-    await request.app[SERVICES].sites.revoke_installer(account, site_id, site_info=True)
+    try:
+        serial = form(request).optional("serial", limit=64)
+        if serial is None:
+            await request.app[SERVICES].sites.revoke_installer(account, site_id, site_info=True)
+        else:
+            await request.app[SERVICES].sites.revoke_installer(account, site_id, serials=[serial])
+    except RelayError as exc:
+        return await _owned_site_page(request, account, refusal=exc)
     return redirect(request, "owned_site", done="revoked", site_id=site_id)

@@ -246,6 +246,7 @@ async def test_site_handover_in_two_browsers(
     await i.check("input[name=site_info]")
     await i.check(f"input[name=device_perm][value='{SERIAL}:playback']")
     await i.fill("input[name=valid_until]", "2027-02-28")  # the test clock is at 2027-01-15
+    await i.check("input[name=allow_disable_service]")
     await ivan.shot("invite-form")
     await i.click("#invite-form button[type=submit]")
     await expect(i.locator(".notice.ok")).to_have_text("Invitation sent.")
@@ -273,5 +274,10 @@ async def test_site_handover_in_two_browsers(
     await i.reload()
     await expect(i.locator("#site-status")).to_have_text("Handed Over")
     await ivan.shot("handed-over")
+    # Olga allowed the cloud-service switch when accepting.
+    await i.click("#service-switch button:text('Switch all off')")
+    await expect(i.locator(".notice.ok")).to_contain_text("Cloud service switched off")
+    service = i.locator(f"#site-devices tr[data-serial='{SERIAL}'] td.service")
+    await expect(service).to_have_text("Off")
     assert ivan.problems == []
     assert olga.problems == []
