@@ -5,6 +5,9 @@
 the ONVIF device/media/PTZ/events services built by `nvrshare.simulators.onvif`
 whose profiles point at those RTSP URLs.  `cam.onvif_state.trigger_motion()`
 raises motion; `cam.rtsp.faults` / `cam.rtsp.drop_streams()` are the fault knobs.
+Edge storage (ONVIF Profile G search / replay, `recordings=True`): the recordings
+index of a one-channel `SimDevice` (`cam.storage`, the same the ISAPI recorder
+serves), replayed at `/Streaming/tracks/101?starttime=…&endtime=…`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from nvrshare.firmware_shim.simdevice import SimDevice, SimDeviceConfig
 from nvrshare.simulators.h264clip import clip
 from nvrshare.simulators.onvif import (
     OnvifCameraServer,
@@ -22,6 +27,7 @@ from nvrshare.simulators.onvif import (
     OnvifDeviceInfo,
     OnvifProfile,
     OnvifSimulatorConfig,
+    RecordingArchive,
     default_profiles,
 )
 from nvrshare.simulators.rtsp_server import RtspServer, RtspServerConfig, StreamSpec
@@ -30,6 +36,16 @@ __all__ = ["CameraSimConfig", "CameraSimulator"]
 
 MAIN_PATH = "/Streaming/Channels/101"
 SUB_PATH = "/Streaming/Channels/102"
+TRACK_PATH = "/Streaming/tracks/101"
+MAX_PLAYBACK = 3600.0
+
+
+def _track_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _parse_track_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,6 +62,8 @@ class CameraSimConfig:
     sub_size: tuple[int, int] = (320, 180)
     fps: int = 25
     onvif: bool = True
+    recordings: bool = True  # edge storage: ONVIF search / replay and the tracks path
+    recording_days: int = 2
 
 
 class CameraSimulator:
@@ -67,6 +85,15 @@ class CameraSimulator:
             self._resolve,
             logger=self._log,
         )
+        self.storage = SimDevice(
+            SimDeviceConfig(
+                serial=config.serial,
+                channels=1,
+                recording_days=config.recording_days,
+                ptz_channels=frozenset(),
+                talk_channels=frozenset(),
+            )
+        )
         self.onvif_state: OnvifCameraState | None = None
         self.onvif: OnvifCameraServer | None = None
 
@@ -75,7 +102,36 @@ class CameraSimulator:
             return StreamSpec(clip=self._main)
         if path == SUB_PATH:
             return StreamSpec(clip=self._sub)
+        if path == TRACK_PATH and self.config.recordings:
+            return self._playback(query)
         return None
+
+    def _playback(self, query: Mapping[str, str]) -> StreamSpec | None:
+        try:
+            start = _parse_track_time(query["starttime"])
+            end = _parse_track_time(query["endtime"]) if "endtime" in query else None
+        except (KeyError, ValueError):
+            return None
+        end = end or start + timedelta(hours=1)
+        if end <= start or not self.storage.search_recordings(1, start, end, limit=1):
+            return None
+        duration = min((end - start).total_seconds(), MAX_PLAYBACK)
+        return StreamSpec(clip=self._main, duration=duration)
+
+    def replay_url(self, start: datetime, end: datetime) -> str:
+        """The RTSP URL replaying [start, end) of the recordings."""
+        query = f"starttime={_track_time(start)}&endtime={_track_time(end)}"
+        return self.rtsp.url(f"{TRACK_PATH}?{query}")
+
+    def _archive(self) -> RecordingArchive:
+        def segments(_video_source: str) -> list[tuple[datetime, datetime]]:
+            now = datetime.now(UTC)
+            oldest = now - timedelta(days=self.config.recording_days)
+            return self.storage.search_recordings(1, oldest, now, limit=10_000)
+
+        return RecordingArchive(
+            segments=segments, replay_uri=lambda _source, start, end: self.replay_url(start, end)
+        )
 
     @property
     def main_url(self) -> str:
@@ -105,6 +161,7 @@ class CameraSimulator:
             self.onvif_state = OnvifCameraState(
                 profiles=self._profiles(),
                 device=OnvifDeviceInfo(serial_number=self.config.serial),
+                recordings=self._archive() if self.config.recordings else None,
             )
             self.onvif = OnvifCameraServer(
                 self.onvif_state,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,6 +26,7 @@ from nvrshare.firmware_shim import (
     open_recorder,
 )
 from nvrshare.firmware_shim.backends.onvif import OnvifRecorder, create
+from nvrshare.firmware_shim.simdevice import SimDevice, SimDeviceConfig
 from nvrshare.simulators.onvif import (
     MotionTopic,
     OnvifCameraServer,
@@ -32,6 +34,7 @@ from nvrshare.simulators.onvif import (
     OnvifDeviceInfo,
     OnvifProfile,
     OnvifSimulatorConfig,
+    RecordingArchive,
     default_profiles,
 )
 from nvrshare.simulators.onvif.pullpoint import PullPointBroker
@@ -42,7 +45,26 @@ USER, PASSWORD = "viewer", "s3cret-pw"
 SERIAL = "ONVIF-SIM-0042"
 
 
-def _state() -> OnvifCameraState:
+def archive_of(device: SimDevice) -> RecordingArchive:
+    """Edge storage over a SimDevice's recordings index: VideoSource_<n> is channel n."""
+
+    def channel(video_source: str) -> int:
+        return int(video_source.rsplit("_", 1)[1])
+
+    def segments(video_source: str) -> list[tuple[datetime, datetime]]:
+        now = datetime.now(UTC)
+        days = device.config.recording_days
+        return device.search_recordings(
+            channel(video_source), now - timedelta(days=days), now, limit=10_000
+        )
+
+    def replay_uri(video_source: str, start: datetime, end: datetime) -> str:
+        return f"rtsp://127.0.0.1:8554/Streaming/tracks/{channel(video_source)}01"
+
+    return RecordingArchive(segments=segments, replay_uri=replay_uri)
+
+
+def _state(*, recordings: bool = True) -> OnvifCameraState:
     profiles = (
         *default_profiles("rtsp://127.0.0.1:8554/ch1/main", "rtsp://127.0.0.1:8554/ch1/sub"),
         # Listed before its main profile on purpose: main/sub come from resolution, not order.
@@ -74,7 +96,12 @@ def _state() -> OnvifCameraState:
             height=2160,
         ),
     )
-    return OnvifCameraState(profiles=profiles, device=OnvifDeviceInfo(serial_number=SERIAL))
+    storage = SimDevice(SimDeviceConfig(serial=SERIAL, channels=2, recording_days=1))
+    return OnvifCameraState(
+        profiles=profiles,
+        device=OnvifDeviceInfo(serial_number=SERIAL),
+        recordings=archive_of(storage) if recordings else None,
+    )
 
 
 def _config(port: int, password: str = PASSWORD, **settings: str) -> RecorderConfig:
@@ -102,9 +129,15 @@ class TestOnvifContract(RecorderContract):
         async def trigger(channel: int, active: bool) -> None:
             camera.state.trigger_motion(active, video_source=f"VideoSource_{channel}")
 
+        now = datetime.now(UTC)
         async with open_recorder(_config(camera.port)) as recorder:
             yield ContractTarget(
-                recorder=recorder, serial=SERIAL, channel_count=2, trigger_motion=trigger
+                recorder=recorder,
+                serial=SERIAL,
+                channel_count=2,
+                trigger_motion=trigger,
+                recording_channel=2,  # found through its video source, not by position
+                recording_window=(now - timedelta(hours=6), now),
             )
 
 
@@ -115,6 +148,7 @@ async def test_capabilities_channels_and_streams(camera: OnvifCameraServer) -> N
             Capability.PTZ,
             Capability.PTZ_PRESETS,
             Capability.ALARMS,
+            Capability.RECORDINGS,
         }
         info = await recorder.device_info()
         assert info.manufacturer == "nvrshare"

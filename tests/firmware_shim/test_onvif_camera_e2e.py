@@ -1,13 +1,26 @@
-"""End to end: the onvif backend discovers the simulated camera's stream and ffprobe plays it."""
+"""End to end: the onvif backend finds the camera simulator's live and recorded video.
+
+ffprobe then plays what it found.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from nvrshare.firmware_shim import AlarmKind, PtzVector, RecorderConfig, StreamKind, open_recorder
+# Imported before any loop runs: open_recorder's lazy import reads files (blockbuster).
+import nvrshare.firmware_shim.backends.onvif  # noqa: F401
+from nvrshare.firmware_shim import (
+    AlarmKind,
+    Capability,
+    PtzVector,
+    RecorderConfig,
+    StreamKind,
+    open_recorder,
+)
 from nvrshare.simulators.camera import CameraSimConfig, CameraSimulator
 from tests.simulators.ffprobe import needs_ffprobe, probe
 
@@ -62,3 +75,31 @@ async def test_backend_stream_plays_and_ptz_and_alarm_work() -> None:
                     assert (second.kind, second.active) == (AlarmKind.MOTION, False)
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.e2e
+@needs_ffprobe
+async def test_playback_found_through_onvif_decodes() -> None:
+    async with CameraSimulator(CameraSimConfig(username=USER, password=PASSWORD)) as camera:
+        assert camera.onvif is not None
+        config = RecorderConfig(
+            backend="onvif",
+            host="127.0.0.1",
+            port=camera.onvif.port,
+            username=USER,
+            password=PASSWORD,
+            timeout=5.0,
+        )
+        now = datetime.now(UTC)
+        async with open_recorder(config) as recorder:
+            assert Capability.RECORDINGS in recorder.capabilities
+            segments = await recorder.search_recordings(1, now - timedelta(hours=6), now)
+            assert segments
+            first = segments[0]
+            source = await recorder.playback_source(1, first.start, first.end)
+        assert "/Streaming/tracks/101?" in source.url
+        result = await probe(
+            _with_credentials(source.url, source.username, source.password), seconds=1
+        )
+        assert (result.codec_name, result.width, result.height) == ("h264", 640, 360)
+        assert result.frames > 0

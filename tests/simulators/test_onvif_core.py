@@ -35,6 +35,7 @@ def test_public_names() -> None:
         "OnvifSimulatorConfig",
         "PtzPosition",
         "PtzPreset",
+        "RecordingArchive",
         "create_onvif_app",
         "default_profiles",
     ]

@@ -9,6 +9,7 @@ serve it with `create_onvif_app` (inside your own aiohttp runner) or
 from .app import OnvifCameraServer, create_onvif_app
 from .context import OnvifSimulatorConfig
 from .ptz import PtzPosition, PtzPreset
+from .recordings import RecordingArchive
 from .state import (
     MotionTopic,
     OnvifCameraState,
@@ -26,6 +27,7 @@ __all__ = [
     "OnvifSimulatorConfig",
     "PtzPosition",
     "PtzPreset",
+    "RecordingArchive",
     "create_onvif_app",
     "default_profiles",
 ]

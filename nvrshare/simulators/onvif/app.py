@@ -14,7 +14,15 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from . import device_service, event_service, media_service, ptz_service
+from . import (
+    device_service,
+    event_service,
+    media_service,
+    ptz_service,
+    recording_service,
+    replay_service,
+    search_service,
+)
 from .auth import UsernameTokenVerifier
 from .context import Handler, OnvifSimulatorConfig, OperationContext
 from .soap import (
@@ -36,6 +44,10 @@ _SERVICES: MappingProxyType[str, dict[tuple[str, str], Handler]] = MappingProxyT
         "media_service": media_service.OPERATIONS,
         "ptz_service": ptz_service.OPERATIONS,
         "events_service": event_service.OPERATIONS,
+        # Edge storage: these answer ActionNotSupported when the camera has no archive.
+        "search_service": search_service.OPERATIONS,
+        "replay_service": replay_service.OPERATIONS,
+        "recording_service": recording_service.OPERATIONS,
     }
 )
 _ACCEPTED_TYPES = ("application/soap+xml", "text/xml", "application/xml")
@@ -62,7 +74,9 @@ def create_onvif_app(
     """An aiohttp application serving one simulated camera's ONVIF services.
 
     Paths: ``/onvif/device_service``, ``/onvif/media_service``, ``/onvif/ptz_service``,
-    ``/onvif/events_service`` and ``/onvif/pullpoint/<id>``. XAddrs are absolute,
+    ``/onvif/events_service``, ``/onvif/pullpoint/<id>`` and, when the state has a
+    recording archive, ``/onvif/search_service``, ``/onvif/replay_service`` and
+    ``/onvif/recording_service``. XAddrs are absolute,
     built from `base_url_provider()` when given, else from the address the
     request arrived on. Shutting the app down wakes every PullMessages long poll and
     drops every subscription, as a camera reboot does; starting it again accepts new ones.

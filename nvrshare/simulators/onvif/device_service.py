@@ -15,6 +15,12 @@ _SERVICES = (
     (NAMESPACES["tptz"], "ptz_service", 2, 60),
     (NAMESPACES["tev"], "events_service", 2, 60),
 )
+# Profile G edge storage, offered only by cameras composed with a recording archive.
+_STORAGE_SERVICES = (
+    (NAMESPACES["trc"], "recording_service", 2, 60),
+    (NAMESPACES["tse"], "search_service", 2, 60),
+    (NAMESPACES["trp"], "replay_service", 2, 60),
+)
 
 
 async def get_system_date_and_time(ctx: OperationContext, _request: SoapRequest) -> str:
@@ -58,7 +64,27 @@ async def get_capabilities(ctx: OperationContext, _request: SoapRequest) -> str:
         "<tt:RTP_TCP>true</tt:RTP_TCP><tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP>"
         "</tt:StreamingCapabilities></tt:Media>"
         f"<tt:PTZ><tt:XAddr>{text(ctx.xaddr('ptz_service'))}</tt:XAddr></tt:PTZ>"
+        f"{_storage_capabilities(ctx)}"
         "</tds:Capabilities></tds:GetCapabilitiesResponse>"
+    )
+
+
+def _storage_capabilities(ctx: OperationContext) -> str:
+    """The Extension block older clients read the Profile G XAddrs from."""
+    if ctx.state.recordings is None:
+        return ""
+    return (
+        "<tt:Extension>"
+        f"<tt:Recording><tt:XAddr>{text(ctx.xaddr('recording_service'))}</tt:XAddr>"
+        "<tt:ReceiverSource>false</tt:ReceiverSource>"
+        "<tt:MediaProfileSource>true</tt:MediaProfileSource>"
+        "<tt:DynamicRecordings>false</tt:DynamicRecordings>"
+        "<tt:DynamicTracks>false</tt:DynamicTracks>"
+        "<tt:MaxStringLength>64</tt:MaxStringLength></tt:Recording>"
+        f"<tt:Search><tt:XAddr>{text(ctx.xaddr('search_service'))}</tt:XAddr>"
+        "<tt:MetadataSearch>false</tt:MetadataSearch></tt:Search>"
+        f"<tt:Replay><tt:XAddr>{text(ctx.xaddr('replay_service'))}</tt:XAddr></tt:Replay>"
+        "</tt:Extension>"
     )
 
 
@@ -69,7 +95,9 @@ async def get_services(ctx: OperationContext, _request: SoapRequest) -> str:
         f"<tds:XAddr>{text(ctx.xaddr(path))}</tds:XAddr>"
         f"<tds:Version><tt:Major>{major}</tt:Major><tt:Minor>{minor}</tt:Minor></tds:Version>"
         "</tds:Service>"
-        for namespace, path, major, minor in _SERVICES
+        for namespace, path, major, minor in (
+            _SERVICES + (_STORAGE_SERVICES if ctx.state.recordings is not None else ())
+        )
     )
     return f"<tds:GetServicesResponse>{services}</tds:GetServicesResponse>"
 
@@ -132,7 +160,7 @@ async def get_scopes(ctx: OperationContext, _request: SoapRequest) -> str:
         "onvif://www.onvif.org/Profile/Streaming",
         f"onvif://www.onvif.org/hardware/{ctx.state.device.model.replace(' ', '_')}",
         f"onvif://www.onvif.org/name/{ctx.state.device.hostname}",
-    )
+    ) + (("onvif://www.onvif.org/Profile/G",) if ctx.state.recordings is not None else ())
     items = "".join(
         f"<tds:Scopes><tt:ScopeDef>Fixed</tt:ScopeDef><tt:ScopeItem>{text(scope)}</tt:ScopeItem>"
         "</tds:Scopes>"

@@ -5,6 +5,9 @@ with the RTSP URLs its stream server really serves, hands it to
 `create_onvif_app`, and drives it: `trigger_motion()` raises or clears a motion
 alarm that every PullPoint subscription receives.
 
+With a `RecordingArchive` the camera also offers edge-storage search and replay
+(see `recordings.py`).
+
 Clocks are injected: `clock` (monotonic seconds) drives PTZ motion and
 subscription expiry, `wall_clock` (aware UTC datetimes) stamps messages and
 answers GetSystemDateAndTime; tests pass fakes to step time deterministically.
@@ -20,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from .ptz import PtzHead
 from .pullpoint import EventMessage, PullPointBroker
+from .recordings import RecordingArchive, SearchJobs
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -103,6 +107,7 @@ class OnvifCameraState:
         ptz_rate: float = 0.5,
         max_presets: int = 32,
         broker: PullPointBroker | None = None,
+        recordings: RecordingArchive | None = None,
     ) -> None:
         if not profiles:
             raise ValueError("a camera needs at least one profile")
@@ -121,6 +126,9 @@ class OnvifCameraState:
         }
         self._motion = {profile.video_source: False for profile in profiles}
         self.broker = broker or PullPointBroker()
+        # Edge storage (Profile G): None = no Search / Replay / Recording services.
+        self.recordings = recordings
+        self.searches = SearchJobs()
 
     # --- media ---------------------------------------------------------------------
 

@@ -33,7 +33,16 @@ from nvrshare.firmware_shim.errors import (
 
 # Subcode local names (any prefix) -> the shim error they mean.
 _NOT_FOUND_SUBCODES = frozenset(
-    {"NoProfile", "NoToken", "NoEntity", "NoSource", "NoConfig", "ResourceUnknownFault"}
+    {
+        "NoProfile",
+        "NoToken",
+        "NoEntity",
+        "NoSource",
+        "NoConfig",
+        "ResourceUnknownFault",
+        "NoRecording",  # Replay / Recording: unknown recording token
+        "InvalidToken",  # Search: unknown or expired search job
+    }
 )
 _NOT_SUPPORTED_SUBCODES = frozenset(
     {

@@ -7,9 +7,15 @@ space every PTZ configuration supports; presets are numbered by their token
 ("7"), which is how Hikvision and most NVRs name them. Alarms come from a
 PullPoint subscription that this backend renews itself (see `pullpoint.py`).
 
-Recordings search and two-way audio are not offered: the ONVIF Profile G / T
-services for them are rare on the devices this targets, so they are declared
-unsupported rather than half-done.
+Recordings (Profile G) are offered when the device lists both the Search and
+the Replay service: `search_recordings` runs one bounded FindRecordings job
+(see `recordings.py`) and keeps the recordings whose source is the channel's
+video source (named as event payloads name it: source or configuration token);
+`playback_source` asks GetReplayUri for the first recording overlapping the
+window and puts the window into the URL as ``starttime`` / ``endtime`` (the
+form Hikvision-style replay URIs take, and the one the agent's RTSP gate
+assumes: a StreamSource carries no Range, so an ONVIF ``Range: clock=`` on PLAY
+is up to the RTSP client). Two-way audio (Profile T backchannel) is not offered.
 
 With ``use_tls`` the SOAP traffic is encrypted, but onvif-zeep-async does not
 verify the device certificate (cameras ship self-signed ones): TLS here protects
@@ -18,7 +24,8 @@ never travel in clear either way (WS-UsernameToken digests).
 
 Settings (strings): ``pull_timeout`` (seconds a PullMessages may wait, default
 20), ``subscription_seconds`` (lifetime asked for, default 60), ``max_backoff``
-(seconds between resubscription attempts at most, default 30).
+(seconds between resubscription attempts at most, default 30), ``max_recordings``
+(MaxMatches of one recordings search, default 1000).
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from onvif import ONVIFCamera
 
@@ -49,8 +57,10 @@ from nvrshare.firmware_shim.models import (
     PtzPreset,
     PtzStatus,
     PtzVector,
+    RecordingSegment,
     StreamKind,
     StreamSource,
+    check_aware,
     check_channel,
     check_preset,
 )
@@ -59,11 +69,15 @@ from ._errors import map_errors
 from .events import ChannelResolver
 from .profiles import ChannelProfiles, channels_from_profiles, resolver_for
 from .pullpoint import PullPointSettings, pull_alarm_events
+from .recordings import FoundRecording, SearchBounds, find_recordings
 
 __all__ = ["OnvifRecorder", "create"]
 
 _EVENTS_NS = "http://www.onvif.org/ver10/events/wsdl"
 _PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
+_SEARCH_NS = "http://www.onvif.org/ver10/search/wsdl"
+_REPLAY_NS = "http://www.onvif.org/ver10/replay/wsdl"
+_MAX_URL = 2048
 # The generic velocity spaces: [-1, 1] on every axis, supported by every ONVIF PTZ node.
 _PT_VELOCITY = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/VelocityGenericSpace"
 _ZOOM_VELOCITY = "http://www.onvif.org/ver10/tptz/ZoomSpaces/VelocityGenericSpace"
@@ -95,6 +109,10 @@ class OnvifRecorder(Recorder):
             subscription_seconds=_setting(config, "subscription_seconds", 60.0, 10.0, 86400.0),
             max_backoff=_setting(config, "max_backoff", 30.0, 0.1, 3600.0),
             request_timeout=config.timeout,
+        )
+        self._search_bounds = SearchBounds(
+            max_matches=int(_setting(config, "max_recordings", 1000, 1, 10000)),
+            keep_alive=max(10.0, config.timeout * 2),
         )
         self._camera: ONVIFCamera | None = None
         self._channels: dict[int, ChannelProfiles] = {}
@@ -138,6 +156,8 @@ class OnvifRecorder(Recorder):
             capabilities |= {Capability.PTZ, Capability.PTZ_PRESETS}
         if _EVENTS_NS in self._camera.xaddrs:
             capabilities.add(Capability.ALARMS)
+        if {_SEARCH_NS, _REPLAY_NS} <= self._camera.xaddrs.keys():
+            capabilities.add(Capability.RECORDINGS)
         self._capabilities = frozenset(capabilities)
 
     async def close(self) -> None:
@@ -210,6 +230,8 @@ class OnvifRecorder(Recorder):
                 capabilities |= {Capability.PTZ, Capability.PTZ_PRESETS}
             if Capability.ALARMS in self._capabilities:
                 capabilities.add(Capability.ALARMS)
+            if Capability.RECORDINGS in self._capabilities:
+                capabilities.add(Capability.RECORDINGS)
             result.append(
                 Channel(
                     number=channel.number,
@@ -236,14 +258,69 @@ class OnvifRecorder(Recorder):
             },
         )
         with map_errors("GetStreamUri"):
-            url = str(reply.Uri).strip()
-            if len(url) > 2048:
-                raise ValueError("stream URI too long")
-            if self._config.rtsp_port is not None:
-                url = _with_port(url, self._config.rtsp_port)
-            return StreamSource(
-                url=url, username=self._config.username, password=self._config.password
-            )
+            return self._source(str(reply.Uri))
+
+    def _source(self, uri: str) -> StreamSource:
+        url = uri.strip()
+        if len(url) > _MAX_URL:
+            raise ValueError("stream URI too long")
+        if self._config.rtsp_port is not None:
+            url = _with_port(url, self._config.rtsp_port)
+        return StreamSource(url=url, username=self._config.username, password=self._config.password)
+
+    # --- recordings (Profile G) ---------------------------------------------------
+
+    async def _recordings(self, channel: int) -> list[FoundRecording]:
+        """The channel's recordings, oldest first."""
+        if Capability.RECORDINGS not in self._capabilities:
+            raise NotSupported("onvif: this device has no search / replay service")
+        self._channel(channel)
+        # Shim errors from each request pass through; an odd reply shape becomes BadResponse.
+        with map_errors("FindRecordings"):
+            found = await find_recordings(self._call, self._search_bounds)
+        resolver = self.resolver()
+        mine = [r for r in found if resolver.channel(r.source_id) == channel]
+        return sorted(mine, key=lambda r: (r.start, r.end))
+
+    async def search_recordings(
+        self, channel: int, start: datetime, end: datetime, *, limit: int = 100
+    ) -> list[RecordingSegment]:
+        if Capability.RECORDINGS not in self._capabilities:
+            raise NotSupported("onvif: this device has no search / replay service")
+        check_aware(start, "start")
+        check_aware(end, "end")
+        if end <= start or limit <= 0:
+            return []
+        recordings = await self._recordings(channel)
+        with map_errors("FindRecordings"):
+            return [
+                RecordingSegment(channel=channel, start=r.start, end=r.end)
+                for r in recordings
+                if r.start < end and r.end > start
+            ][:limit]
+
+    async def playback_source(self, channel: int, start: datetime, end: datetime) -> StreamSource:
+        if Capability.RECORDINGS not in self._capabilities:
+            raise NotSupported("onvif: this device has no search / replay service")
+        check_aware(start, "start")
+        check_aware(end, "end")
+        if end <= start:
+            raise ShimUsageError("playback end must be after its start")
+        recordings = await self._recordings(channel)
+        recording = next((r for r in recordings if r.start < end and r.end > start), None)
+        if recording is None:
+            raise NotFound(f"onvif: no recording on channel {channel} in that window")
+        reply = await self._call(
+            "replay",
+            "GetReplayUri",
+            {
+                "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
+                "RecordingToken": recording.token,
+            },
+        )
+        with map_errors("GetReplayUri"):
+            uri = reply if isinstance(reply, str) else reply.Uri
+            return self._source(_with_window(str(uri), start, end))
 
     # --- PTZ ----------------------------------------------------------------------
 
@@ -357,6 +434,22 @@ def _preset_number(token: Any) -> int | None:
         return None
     number = int(text)
     return number if 1 <= number <= 256 else None
+
+
+def _track_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _with_window(url: str, start: datetime, end: datetime) -> str:
+    """The replay URL with ``starttime`` / ``endtime`` set to the window (others kept)."""
+    parts = urlsplit(url.strip())
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key.lower() not in ("starttime", "endtime")
+    ]
+    query += [("starttime", _track_time(start)), ("endtime", _track_time(end))]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _with_port(url: str, port: int) -> str:
