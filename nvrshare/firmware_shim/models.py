@@ -140,6 +140,9 @@ class StreamSource:
     url: str
     username: str = ""
     password: str = field(default="", repr=False)
+    # Playback the device bounds only by an RTSP `Range: clock=` on PLAY (ONVIF
+    # replay), whatever the URL says: whoever plays it must send the window.
+    seeks_by_clock: bool = False
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("rtsp://", "rtsps://")):

@@ -62,7 +62,14 @@ async def test_search_reads_every_page_and_maps_sources_to_channels(
     assert len(expected) > 40
     async with open_recorder(_config(camera.port)) as recorder:
         segments = await recorder.search_recordings(2, now - 2 * DAY, now + DAY, limit=1000)
-        assert [(s.start, s.end) for s in segments] == expected
+
+        # A segment still being recorded ends "now", which moves between the two
+        # reads (and goes over the wire in whole seconds): compare the finished ones.
+        def finished(found: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+            return [(a, b) for a, b in found if b < now - timedelta(seconds=5)]
+
+        assert finished([(s.start, s.end) for s in segments]) == finished(expected)
+        assert len(segments) >= len(finished(expected))
         assert {s.channel for s in segments} == {2}
         assert len(await recorder.search_recordings(2, now - 2 * DAY, now, limit=3)) == 3
         channels = await recorder.channels()
@@ -120,6 +127,8 @@ async def test_playback_source_carries_the_window(camera: OnvifCameraServer) -> 
         "endtime": [end.strftime("%Y%m%dT%H%M%SZ")],
     }
     assert (source.username, source.password) == (USER, PASSWORD)
+    # ONVIF replay is bounded by `Range: clock=` on PLAY: the agent's gate must send it.
+    assert source.seeks_by_clock
     config = _config(camera.port)
     override = RecorderConfig(
         backend="onvif",

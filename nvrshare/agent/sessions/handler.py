@@ -302,6 +302,7 @@ class SessionHandler:
                         else live_path(request.channel, sub=request.kind is SessionKind.LIVE_SUB)
                     ),
                     playback_window=request.playback_window,
+                    seeks_by_clock=prepared.seeks_by_clock,
                 )
                 why = await serve_rtsp(
                     tunnel.reader,

@@ -68,10 +68,18 @@ class GatePolicy:
     channel: int
     public_path: str
     playback_window: TimeWindow | None = None  # None: a live session
+    # The recorder bounds a replay only by `Range: clock=` (ONVIF replay), not
+    # by its playback URL: every PLAY then carries the window as clock times.
+    seeks_by_clock: bool = False
 
     @property
     def is_playback(self) -> bool:
         return self.playback_window is not None
+
+    @property
+    def clock_window(self) -> TimeWindow | None:
+        """The window to express as clock times, for recorders that seek only by clock."""
+        return self.playback_window if self.seeks_by_clock else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +171,10 @@ def _format_clock(moment: float) -> str:
     return f"{text}.{fraction:03d}Z" if fraction else f"{text}Z"
 
 
+def _clock_range(start: float, end: float) -> str:
+    return f"clock={_format_clock(start)}-{_format_clock(end)}"
+
+
 def _bounded_range(value: str, policy: GatePolicy) -> str | Refuse:
     """The Range to forward for a PLAY, or why not.
 
@@ -172,7 +184,8 @@ def _bounded_range(value: str, policy: GatePolicy) -> str | Refuse:
     `clock=` stays absolute; npt counts from the window's start (the
     recorder's playback URL is built from the window) and stays npt, so
     recorders that only seek by npt keep seeking, with the window's length
-    as its end.
+    as its end.  For a recorder that seeks only by clock, npt becomes the
+    clock range it stands for.
     """
     unit, sep, spec = value.strip().partition("=")
     start_text, dash, end_text = spec.partition("-")
@@ -194,6 +207,8 @@ def _bounded_range(value: str, policy: GatePolicy) -> str | Refuse:
                 end = float(duration)
             if (start or 0.0) >= duration or end > duration or (start or 0.0) >= end:
                 return _refuse(457, "npt range runs past the granted window")
+            if policy.seeks_by_clock:
+                return _clock_range(window.start + (start or 0.0), window.start + end)
             return f"npt={'now' if start is None else f'{start:.3f}'}-{end:.3f}"
         if unit == "clock":
             if window is None:
@@ -202,7 +217,7 @@ def _bounded_range(value: str, policy: GatePolicy) -> str | Refuse:
             clock_end = _parse_clock(end_text) if end_text else window.end
             if not window.start <= clock_start < clock_end <= window.end:
                 return _refuse(457, "clock range outside the granted window")
-            return f"clock={_format_clock(clock_start)}-{_format_clock(clock_end)}"
+            return _clock_range(clock_start, clock_end)
     except ValueError:
         return _refuse(457, "malformed Range")
     return _refuse(457, f"range unit {unit!r} is not supported")
@@ -298,6 +313,12 @@ def decide_request(request: RtspRequest, policy: GatePolicy, mapper: UrlMapper) 
         headers.append((name, value))
     if request.method == "SETUP" and not any(k.lower() == "transport" for k, _ in headers):
         return _refuse(461, "SETUP needs a Transport header")
+    clock_window = policy.clock_window
+    if clock_window is not None:
+        # Such a recorder plays its whole recording unless told the window.
+        if request.method == "PLAY" and not seen_range:
+            headers.append(("Range", _clock_range(clock_window.start, clock_window.end)))
+        headers.append(("Require", "onvif-replay"))
     if request.header("CSeq") is None:
         return _refuse(400, "missing CSeq")
     return Forward(

@@ -283,9 +283,14 @@ def test_garbage_from_the_app_closes_the_gate() -> None:
     assert "app protocol error" in gate.close_reason
 
 
-def playback_gate() -> GateExchange:
+def playback_gate(*, seeks_by_clock: bool = False) -> GateExchange:
     window = TimeWindow(start=T0, end=T0 + 600)
-    policy = GatePolicy(channel=1, public_path=playback_path(1), playback_window=window)
+    policy = GatePolicy(
+        channel=1,
+        public_path=playback_path(1),
+        playback_window=window,
+        seeks_by_clock=seeks_by_clock,
+    )
     url = "rtsp://10.1.2.3/Streaming/tracks/101?starttime=20260921T000000Z&endtime=20260921T001000Z"
     return GateExchange(policy, upstream_url=url)
 
@@ -447,6 +452,48 @@ def test_playback_refuses_ranges_and_rates_that_leave_the_window(
     (response,) = answer
     assert isinstance(response, RtspResponse)
     assert response.status in {400, 403, 457}
+
+
+WINDOW_AS_CLOCK = "clock=20260921T141320Z-20260921T142320Z"
+
+
+@pytest.mark.parametrize(
+    ("headers", "forwarded"),
+    [
+        # No Range: such a recorder would play its whole recording; it gets the window.
+        ((), WINDOW_AS_CLOCK),
+        # npt counts from the window's start and becomes the clock range it stands for.
+        ((("Range", "npt=0.000-"),), WINDOW_AS_CLOCK),
+        ((("Range", "npt=now-"),), WINDOW_AS_CLOCK),
+        ((("Range", "npt=10-20"),), "clock=20260921T141330Z-20260921T141340Z"),
+        ((("Range", "npt=120.5-"),), "clock=20260921T141520.500Z-20260921T142320Z"),
+        # clock ranges are bounded as for any recorder.
+        ((("Range", "clock=20260921T141400Z-"),), "clock=20260921T141400Z-20260921T142320Z"),
+    ],
+)
+def test_a_recorder_seeking_only_by_clock_always_gets_the_window_as_clock(
+    headers: tuple[tuple[str, str], ...], forwarded: str
+) -> None:
+    sent = _forwarded(playback_gate(seeks_by_clock=True), *headers)
+    assert isinstance(sent, RtspRequest)
+    assert [value for name, value in sent.headers if name.lower() == "range"] == [forwarded]
+    assert sent.header("Require") == "onvif-replay"
+
+
+def test_clock_seeking_refuses_what_leaves_the_window_too() -> None:
+    for bad in ("npt=601-", "clock=20260921T142320Z-", "npt=20-10"):
+        answer = _forwarded(playback_gate(seeks_by_clock=True), ("Range", bad))
+        assert isinstance(answer, list)
+        (response,) = answer
+        assert isinstance(response, RtspResponse)
+        assert response.status == 457
+
+
+def test_an_apps_own_require_header_never_reaches_the_recorder() -> None:
+    sent = _forwarded(playback_gate(), ("Require", "onvif-replay"), ("Range", "npt=0-"))
+    assert isinstance(sent, RtspRequest)
+    assert sent.header("Require") is None
+    assert sent.header("Range") == "npt=0.000-600.000"  # URL-bounded recorders keep npt
 
 
 def test_forward_rates_pass_on_playback_and_are_dropped_on_live() -> None:

@@ -260,13 +260,18 @@ class OnvifRecorder(Recorder):
         with map_errors("GetStreamUri"):
             return self._source(str(reply.Uri))
 
-    def _source(self, uri: str) -> StreamSource:
+    def _source(self, uri: str, *, seeks_by_clock: bool = False) -> StreamSource:
         url = uri.strip()
         if len(url) > _MAX_URL:
             raise ValueError("stream URI too long")
         if self._config.rtsp_port is not None:
             url = _with_port(url, self._config.rtsp_port)
-        return StreamSource(url=url, username=self._config.username, password=self._config.password)
+        return StreamSource(
+            url=url,
+            username=self._config.username,
+            password=self._config.password,
+            seeks_by_clock=seeks_by_clock,
+        )
 
     # --- recordings (Profile G) ---------------------------------------------------
 
@@ -320,7 +325,9 @@ class OnvifRecorder(Recorder):
         )
         with map_errors("GetReplayUri"):
             uri = reply if isinstance(reply, str) else reply.Uri
-            return self._source(_with_window(str(uri), start, end))
+            # ONVIF replay is bounded by `Range: clock=` on PLAY (the agent's gate
+            # sends it); the query window is for devices that read it instead.
+            return self._source(_with_window(str(uri), start, end), seeks_by_clock=True)
 
     # --- PTZ ----------------------------------------------------------------------
 
