@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -24,8 +25,32 @@ __all__ = ["MosquittoProcess", "find_mosquitto"]
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 LOG_TAIL_BYTES = 2000
+PROBE_TIMEOUT = 1.0
 # What mosquitto 2.0 prints when its listener cannot bind.
 BIND_REFUSED = "Address already in use"
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp{,6}
+
+
+def _holds_listener(pid: int, port: int) -> bool | None:
+    """Whether process `pid` itself listens on TCP `port`; None without Linux's /proc."""
+    sockets: set[str] = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(table.exists() for table in tables):
+        return None
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == _TCP_LISTEN and int(local.rpartition(":")[2], 16) == port:
+                    sockets.add(f"socket:[{inode}]")
+    if sockets:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in sockets:
+                        return True
+    return False
 
 
 def find_mosquitto() -> str | None:
@@ -35,8 +60,9 @@ def find_mosquitto() -> str | None:
 
 async def _port_accepts(host: str, port: int) -> bool:
     try:
-        _reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
         return False
     writer.close()
     with contextlib.suppress(OSError):
@@ -135,8 +161,8 @@ class MosquittoProcess:
         executable = self._executable or find_mosquitto()
         if executable is None:
             raise BrokerProcessError("the mosquitto executable was not found")
-        # Another listener would answer the readiness probe below for a mosquitto
-        # that failed to bind, so the port must be free before we start.
+        # A port another process listens on is refused at once (mosquitto could
+        # not bind it, and where /proc is missing the probe would answer for it).
         if await _port_accepts(self.host, self.port):
             raise BrokerPortTaken(f"something else already listens on {self.host}:{self.port}")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -152,14 +178,35 @@ class MosquittoProcess:
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
-        while not await _port_accepts(self.host, self.port):
-            if self._process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                await self._terminate(signal.SIGKILL)
+        try:
+            await self._wait_listening(log_start)
+        except BaseException:
+            # Failed or cancelled (a relay stopping mid-start): never leave an
+            # orphan holding the port, it would block every later start.
+            await asyncio.shield(self._terminate(signal.SIGKILL))
+            raise
+
+    async def _wait_listening(self, log_start: int) -> None:
+        process = self._process
+        assert process is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while not await self._listening(process):
+            if process.returncode is not None or loop.time() > deadline:
                 output = self._log_since(log_start)
                 error = BrokerPortTaken if BIND_REFUSED in output else BrokerProcessError
                 raise error(f"mosquitto did not start on {self.host}:{self.port}:\n{output}")
             await asyncio.sleep(0.02)
+
+    async def _listening(self, process: asyncio.subprocess.Process) -> bool:
+        # A connect alone could reach another process that took the port before
+        # mosquitto bound it; where /proc tells, the listener must be mosquitto's.
+        if process.returncode is not None:
+            return False
+        owned = _holds_listener(process.pid, self.port)
+        if owned is not None:
+            return owned
+        return await _port_accepts(self.host, self.port)
 
     def _log_since(self, offset: int) -> str:
         try:

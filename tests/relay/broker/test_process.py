@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,33 @@ async def test_a_port_taken_before_mosquitto_binds_is_reported_as_taken(tmp_path
         assert not process.running
 
 
+async def test_a_listener_appearing_after_the_check_is_not_taken_for_mosquitto(
+    tmp_path: Path,
+) -> None:
+    # A stand-in that fails to bind, as mosquitto does when another process took
+    # its port between the free-port check and its own bind.
+    fake = tmp_path / "mosquitto"
+    fake.write_text("#!/bin/sh\nsleep 0.5\necho 'Error: Address already in use'\nexit 1\n")
+    fake.chmod(0o755)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))  # bound, not yet listening: the check passes
+        port = squatter.getsockname()[1]
+        process = MosquittoProcess(
+            _open_config(port), tmp_path, host="127.0.0.1", port=port, executable=str(fake)
+        )
+        starting = asyncio.create_task(process.start())
+        await asyncio.sleep(0.1)  # past the check; the stand-in is "binding"
+        squatter.listen()
+        with pytest.raises(BrokerPortTaken, match="Address already in use"):
+            await starting
+    assert not process.running
+
+
 async def test_a_broken_config_is_a_process_error_not_a_taken_port(tmp_path: Path) -> None:
-    port = free_port()
-    process = MosquittoProcess("no_such_option 1\n", tmp_path, host="127.0.0.1", port=port)
-    with pytest.raises(BrokerProcessError, match="did not start") as raised:
-        await process.start()
+    with held_port() as port:
+        process = MosquittoProcess("no_such_option 1\n", tmp_path, host="127.0.0.1", port=port)
+        with pytest.raises(BrokerProcessError, match="did not start") as raised:
+            await process.start()
     assert not isinstance(raised.value, BrokerPortTaken)
 
 
@@ -53,7 +76,8 @@ async def test_the_embedded_broker_picks_another_port_when_its_choice_was_taken(
     def ports() -> Iterator[int]:
         with held_port() as taken:
             yield taken
-            yield free_port()
+            while True:
+                yield free_port()
 
     choices = ports()
     picked: list[int] = []
