@@ -135,7 +135,7 @@ async def test_a_new_grant_set_cuts_open_sessions(harness: Harness, how: str) ->
                 pass
         took = time.monotonic() - cut_at  # includes the grant file's fsync
         print(f"{how}: session cut {took * 1000:.0f} ms after the new grant set")
-        assert took < 3.0
+        assert took < 1.0  # as the relay side: revocation reaches a live session within 1 s
     closed = await h.uplink.wait_for(SessionClose)
     assert isinstance(closed, SessionClose)
     expected = CloseReason.SERVICE_DISABLED if how == "disable_service" else CloseReason.REVOKED
