@@ -45,6 +45,8 @@ _REQUEST_HEADERS = frozenset(
     {"cseq", "session", "accept", "user-agent", "range", "transport", "content-type"}
 )
 _PLAYBACK_ONLY_HEADERS = frozenset({"scale", "speed"})
+# Where ONVIF replay wants `Require: onvif-replay` (other methods may get 551 for it).
+_REPLAY_REQUESTS = frozenset({"DESCRIBE", "SETUP", "PLAY"})
 MAX_KEEPALIVE_BODY = 1024
 MAX_RATE = 16.0
 _SESSION = re.compile(r"[A-Za-z0-9$\-_.+]{1,128}(?:;timeout=\d{1,6})?")
@@ -318,7 +320,8 @@ def decide_request(request: RtspRequest, policy: GatePolicy, mapper: UrlMapper) 
         # Such a recorder plays its whole recording unless told the window.
         if request.method == "PLAY" and not seen_range:
             headers.append(("Range", _clock_range(clock_window.start, clock_window.end)))
-        headers.append(("Require", "onvif-replay"))
+        if request.method in _REPLAY_REQUESTS:
+            headers.append(("Require", "onvif-replay"))
     if request.header("CSeq") is None:
         return _refuse(400, "missing CSeq")
     return Forward(

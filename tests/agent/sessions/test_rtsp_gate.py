@@ -480,6 +480,15 @@ def test_a_recorder_seeking_only_by_clock_always_gets_the_window_as_clock(
     assert sent.header("Require") == "onvif-replay"
 
 
+def test_only_describe_setup_and_play_carry_the_replay_requirement() -> None:
+    gate = playback_gate(seeks_by_clock=True)
+    gate.client_data(req("OPTIONS", "rtsp://127.0.0.1:8554/playback/1", 1))
+    (sent,) = parse_all(gate.data_for_upstream())
+    assert isinstance(sent, RtspRequest)
+    assert sent.header("Require") is None
+    assert sent.header("Range") is None
+
+
 def test_clock_seeking_refuses_what_leaves_the_window_too() -> None:
     for bad in ("npt=601-", "clock=20260921T142320Z-", "npt=20-10"):
         answer = _forwarded(playback_gate(seeks_by_clock=True), ("Range", bad))

@@ -12,10 +12,11 @@ the Replay service: `search_recordings` runs one bounded FindRecordings job
 (see `recordings.py`) and keeps the recordings whose source is the channel's
 video source (named as event payloads name it: source or configuration token);
 `playback_source` asks GetReplayUri for the first recording overlapping the
-window and puts the window into the URL as ``starttime`` / ``endtime`` (the
-form Hikvision-style replay URIs take, and the one the agent's RTSP gate
-assumes: a StreamSource carries no Range, so an ONVIF ``Range: clock=`` on PLAY
-is up to the RTSP client). Two-way audio (Profile T backchannel) is not offered.
+window and marks the source ``seeks_by_clock``: ONVIF replay is bounded by a
+``Range: clock=`` on PLAY, which the agent's RTSP gate then always sends with
+the granted window (and ``Require: onvif-replay``). The window also goes into
+the URL as ``starttime`` / ``endtime`` for devices that read Hikvision-style
+replay URIs. Two-way audio (Profile T backchannel) is not offered.
 
 With ``use_tls`` the SOAP traffic is encrypted, but onvif-zeep-async does not
 verify the device certificate (cameras ship self-signed ones): TLS here protects
