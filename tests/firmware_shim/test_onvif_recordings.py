@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from nvrshare.firmware_shim import (
     Capability,
     ConfigError,
     DeviceError,
+    DeviceTimeout,
     NoSuchChannel,
     NotFound,
     NotSupported,
@@ -300,3 +302,18 @@ async def test_odd_search_replies_are_bad_responses(
         monkeypatch.setattr(recorder, "_call", odd)
         with pytest.raises(BadResponse):
             await recorder.search_recordings(1, now - DAY, now)
+
+
+async def test_a_search_that_drags_on_times_out_and_still_ends_the_job() -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+
+    class _Slow(_Script):
+        async def __call__(self, service: str, operation: str, params: Any) -> Any:
+            if operation == "GetRecordingSearchResults":
+                await asyncio.sleep(0.05)  # each page answers, but slowly, forever
+            return await super().__call__(service, operation, params)
+
+    slow = _Slow([_infos(1, base)] * 1000, completes=False)
+    with pytest.raises(DeviceTimeout, match="recordings search"):
+        await find_recordings(slow, SearchBounds(max_pages=1000, deadline=0.3))
+    assert slow.calls[-1][0] == "EndSearch"

@@ -284,6 +284,12 @@ class OnvifRecorder(Recorder):
         # Shim errors from each request pass through; an odd reply shape becomes BadResponse.
         with map_errors("FindRecordings"):
             found = await find_recordings(self._call, self._search_bounds)
+        if len(found) >= self._search_bounds.max_matches:
+            self._log.warning(
+                "onvif: the recordings search stopped at max_recordings=%d: "
+                "some recordings may be missing",
+                self._search_bounds.max_matches,
+            )
         resolver = self.resolver()
         mine = [r for r in found if resolver.channel(r.source_id) == channel]
         return sorted(mine, key=lambda r: (r.start, r.end))

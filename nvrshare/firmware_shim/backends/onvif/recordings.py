@@ -12,13 +12,14 @@ then shows as one long segment.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nvrshare.firmware_shim.errors import DeviceError
+from nvrshare.firmware_shim.errors import DeviceError, DeviceTimeout
 
 __all__ = ["FoundRecording", "SearchBounds", "find_recordings", "recordings_from_results"]
 
@@ -43,12 +44,14 @@ class SearchBounds:
     page_size: MaxResults per GetRecordingSearchResults.
     max_pages: pages read at most (a device that never says Completed must not spin us).
     keep_alive: KeepAliveTime, seconds.
+    deadline: seconds the whole search may take (each request has its own timeout too).
     """
 
     max_matches: int = 1000
     page_size: int = 100
     max_pages: int = 50
     keep_alive: float = 10.0
+    deadline: float = 30.0
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -102,23 +105,30 @@ async def find_recordings(call: Call, bounds: SearchBounds) -> list[FoundRecordi
     token = str(token)
     infos: list[Any] = []
     try:
-        for _page in range(bounds.max_pages):
-            result = await call(
-                "search",
-                "GetRecordingSearchResults",
-                {
-                    "SearchToken": token,
-                    "MinResults": 1,
-                    "MaxResults": bounds.page_size,
-                    "WaitTime": "PT1S",
-                },
-            )
-            infos.extend(result.RecordingInformation or [])
-            if str(result.SearchState) == "Completed" or len(infos) >= bounds.max_matches:
-                break
+        async with asyncio.timeout(bounds.deadline):
+            await _read_results(call, token, bounds, infos)
+    except TimeoutError:
+        raise DeviceTimeout(f"recordings search took over {bounds.deadline:g}s") from None
     finally:
         await _end_search(call, token)
     return recordings_from_results(infos[: bounds.max_matches])
+
+
+async def _read_results(call: Call, token: str, bounds: SearchBounds, infos: list[Any]) -> None:
+    for _page in range(bounds.max_pages):
+        result = await call(
+            "search",
+            "GetRecordingSearchResults",
+            {
+                "SearchToken": token,
+                "MinResults": 1,
+                "MaxResults": bounds.page_size,
+                "WaitTime": "PT1S",
+            },
+        )
+        infos.extend(result.RecordingInformation or [])
+        if str(result.SearchState) == "Completed" or len(infos) >= bounds.max_matches:
+            break
 
 
 async def _end_search(call: Call, token: str) -> None:
