@@ -7,7 +7,11 @@ whose profiles point at those RTSP URLs.  `cam.onvif_state.trigger_motion()`
 raises motion; `cam.rtsp.faults` / `cam.rtsp.drop_streams()` are the fault knobs.
 Edge storage (ONVIF Profile G search / replay, `recordings=True`): the recordings
 index of a one-channel `SimDevice` (`cam.storage`, the same the ISAPI recorder
-serves), replayed at `/Streaming/tracks/101?starttime=…&endtime=…`.
+serves), replayed at `/Streaming/tracks/101?starttime=…&endtime=…`.  With
+`replay_window_in_url=False` the replay URIs carry no time window
+(`/replay?recording=<token>`, any starttime/endtime there is ignored), like a
+device that bounds replay only by `Range: clock=` on PLAY: without one it plays
+the whole recording.  Every replay seeks by `Range: clock=` (see `rtsp_session`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlencode
 
 from nvrshare.firmware_shim.simdevice import SimDevice, SimDeviceConfig
 from nvrshare.simulators.h264clip import clip
@@ -30,6 +35,7 @@ from nvrshare.simulators.onvif import (
     RecordingArchive,
     default_profiles,
 )
+from nvrshare.simulators.onvif.recordings import RecordedSegment
 from nvrshare.simulators.rtsp_server import RtspServer, RtspServerConfig, StreamSpec
 
 __all__ = ["CameraSimConfig", "CameraSimulator"]
@@ -37,6 +43,7 @@ __all__ = ["CameraSimConfig", "CameraSimulator"]
 MAIN_PATH = "/Streaming/Channels/101"
 SUB_PATH = "/Streaming/Channels/102"
 TRACK_PATH = "/Streaming/tracks/101"
+REPLAY_PATH = "/replay"
 MAX_PLAYBACK = 3600.0
 
 
@@ -64,6 +71,8 @@ class CameraSimConfig:
     onvif: bool = True
     recordings: bool = True  # edge storage: ONVIF search / replay and the tracks path
     recording_days: int = 2
+    # False: replay URIs name only the recording; PLAY's `Range: clock=` bounds it.
+    replay_window_in_url: bool = True
 
 
 class CameraSimulator:
@@ -104,6 +113,8 @@ class CameraSimulator:
             return StreamSpec(clip=self._sub)
         if path == TRACK_PATH and self.config.recordings:
             return self._playback(query)
+        if path == REPLAY_PATH and self.config.recordings:
+            return self._recording(query.get("recording", ""))
         return None
 
     def _playback(self, query: Mapping[str, str]) -> StreamSpec | None:
@@ -116,12 +127,29 @@ class CameraSimulator:
         if end <= start or not self.storage.search_recordings(1, start, end, limit=1):
             return None
         duration = min((end - start).total_seconds(), MAX_PLAYBACK)
-        return StreamSpec(clip=self._main, duration=duration)
+        return StreamSpec(clip=self._main, duration=duration, origin=start)
+
+    def _recording(self, token: str) -> StreamSpec | None:
+        """A whole recording, by token: where it plays is up to PLAY's `Range: clock=`."""
+        if self.onvif_state is None:
+            return None
+        segment = self._archive().find(token[:128], self.onvif_state.video_sources)
+        if segment is None:
+            return None
+        duration = min((segment.end - segment.start).total_seconds(), MAX_PLAYBACK)
+        return StreamSpec(clip=self._main, duration=duration, origin=segment.start)
 
     def replay_url(self, start: datetime, end: datetime) -> str:
         """The RTSP URL replaying [start, end) of the recordings."""
         query = f"starttime={_track_time(start)}&endtime={_track_time(end)}"
         return self.rtsp.url(f"{TRACK_PATH}?{query}")
+
+    def _replay_uri(self, video_source: str, start: datetime, end: datetime) -> str:
+        """What GetReplayUri answers for the recording [start, end) of `video_source`."""
+        if self.config.replay_window_in_url:
+            return self.replay_url(start, end)
+        token = RecordedSegment(video_source=video_source, start=start, end=end).token
+        return self.rtsp.url(f"{REPLAY_PATH}?{urlencode({'recording': token})}")
 
     def _archive(self) -> RecordingArchive:
         def segments(_video_source: str) -> list[tuple[datetime, datetime]]:
@@ -129,9 +157,7 @@ class CameraSimulator:
             oldest = now - timedelta(days=self.config.recording_days)
             return self.storage.search_recordings(1, oldest, now, limit=10_000)
 
-        return RecordingArchive(
-            segments=segments, replay_uri=lambda _source, start, end: self.replay_url(start, end)
-        )
+        return RecordingArchive(segments=segments, replay_uri=self._replay_uri)
 
     @property
     def main_url(self) -> str:

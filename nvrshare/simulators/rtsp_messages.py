@@ -34,6 +34,7 @@ REASONS = {
     413: "Request Entity Too Large",
     454: "Session Not Found",
     455: "Method Not Valid in This State",
+    457: "Invalid Range",
     459: "Aggregate Operation Not Allowed",
     461: "Unsupported Transport",
     500: "Internal Server Error",

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -45,6 +46,7 @@ __all__ = ["RtspFaults", "RtspServer", "RtspServerConfig", "StreamResolver", "St
 SR_INTERVAL = 5.0
 DRAIN_TIMEOUT = 10.0
 READ_SIZE = 65536
+HISTORY = 256
 
 
 @dataclass(kw_only=True, slots=True)
@@ -103,6 +105,10 @@ class RtspServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = config.port
         self.plays = 0  # PLAY requests served, for tests
+        # For tests, the latest few: each request with the answer it got, and each
+        # media session that started playing (its frame counters move as it plays).
+        self.exchanges: deque[tuple[RtspRequest, bytes]] = deque(maxlen=HISTORY)
+        self.media_sessions: deque[MediaSession] = deque(maxlen=HISTORY)
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(
@@ -217,6 +223,7 @@ class RtspServer:
             assert isinstance(event, RtspRequest)
             self._log.debug("rtsp: %s %s", event.method, event.uri)
             reply = conversation.handle(event)
+            self.exchanges.append((event, reply.response))
             if self.faults.response_delay > 0:
                 await asyncio.sleep(self.faults.response_delay)
             writer.write(reply.response)
@@ -238,6 +245,7 @@ class RtspServer:
             pacer = pacers.setdefault(session.session_id, _Pacer())
             pacer.playing.set()
             if pacer.task is None:
+                self.media_sessions.append(session)
                 pacer.task = asyncio.create_task(
                     self._stream(session, pacer, writer), name=f"rtsp[{session.session_id}]"
                 )
@@ -256,11 +264,11 @@ class RtspServer:
     ) -> None:
         loop = asyncio.get_running_loop()
         clip = session.spec.clip
-        total = None if session.spec.duration is None else int(session.spec.duration * clip.fps)
         started, first_frame = loop.time(), session.frame_index
         last_report = -SR_INTERVAL
         try:
-            while total is None or session.frame_index < total:
+            # The limit is read each frame: a PLAY after a PAUSE may seek to a new range.
+            while (limit := session.frame_limit) is None or session.frame_index < limit:
                 if self._held(pacer):
                     while self._held(pacer):
                         if self.faults.stall:
@@ -290,6 +298,7 @@ class RtspServer:
                 async with asyncio.timeout(DRAIN_TIMEOUT):
                     await writer.drain()
                 session.frame_index += 1
+                session.frames_sent += 1
             self._log.debug("rtsp: session %s reached its end", session.session_id)
             bye = rtcp_bye(
                 session.packetizer, ntp_seconds=time.time(), rtp_timestamp=session.timestamp()

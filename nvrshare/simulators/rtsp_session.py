@@ -19,6 +19,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from nvrshare.simulators.digest import AuthResult, DigestAuthenticator
@@ -45,10 +46,15 @@ _INTERLEAVED = re.compile(r"interleaved=(\d{1,3})(?:-(\d{1,3}))?")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StreamSpec:
-    """What a path serves: a clip, looped forever (live) or for `duration` seconds."""
+    """What a path serves: a clip, looped forever (live) or for `duration` seconds.
+
+    A recording also has an `origin`, the wall-clock time of its first frame:
+    PLAY may then seek it by `Range: clock=<start>-[<end>]`, as ONVIF replay does.
+    """
 
     clip: H264Clip
     duration: float | None = None
+    origin: datetime | None = None
 
 
 StreamResolver = Callable[[str, Mapping[str, str]], StreamSpec | None]
@@ -90,10 +96,22 @@ class MediaSession:
     timestamp_base: int
     state: SessionState = SessionState.READY
     frame_index: int = 0
+    first_frame: int = 0  # where the last seek put the stream
+    end_frame: int | None = None  # a clock range's end; None: the stream's own end
+    clock_end: datetime | None = None  # set by a clock range: answer in clock times
+    frames_sent: int = 0
 
     @property
     def ticks_per_frame(self) -> int:
         return CLOCK_RATE // self.spec.clip.fps
+
+    @property
+    def frame_limit(self) -> int | None:
+        """The frame index the stream ends before (None: live, it never ends)."""
+        if self.spec.duration is None:
+            return None
+        last = int(self.spec.duration * self.spec.clip.fps)
+        return last if self.end_frame is None else min(self.end_frame, last)
 
     def timestamp(self, frame_index: int | None = None) -> int:
         index = self.frame_index if frame_index is None else frame_index
@@ -226,12 +244,11 @@ class RtspConversation:
             return Reply(response=format_response(455, cseq=cseq))
         next_state, action = step
         headers = {"Session": session.session_id}
-        if request.method == "PLAY" and session.state is SessionState.READY:
-            _seek(session, request.headers.get("range", ""))
+        seeks = request.method == "PLAY" and session.state is SessionState.READY
+        if seeks and not _seek(session, request.headers.get("range", "")):
+            return Reply(response=format_response(457, cseq=cseq, headers=headers))
         if request.method == "PLAY":
-            fps = session.spec.clip.fps
-            end = f"{session.spec.duration:.3f}" if session.spec.duration else ""
-            headers["Range"] = f"npt={session.frame_index / fps:.3f}-{end}"
+            headers["Range"] = _served_range(session)
             headers["RTP-Info"] = (
                 f"url={session.setup_uri};seq={session.packetizer.sequence};"
                 f"rtptime={session.timestamp()}"
@@ -248,20 +265,85 @@ class RtspConversation:
 
 
 _NPT = re.compile(r"^\s*npt\s*=\s*(\d{1,7}(?:\.\d{1,6})?)\s*-")
+_CLOCK_TIME = r"(\d{8}T\d{6})(?:\.(\d{1,9}))?Z"
+_CLOCK = re.compile(rf"^\s*clock\s*=\s*{_CLOCK_TIME}\s*-\s*(?:{_CLOCK_TIME})?\s*$", re.IGNORECASE)
+_CLOCK_UNIT = re.compile(r"^\s*clock\s*=", re.IGNORECASE)
+_MICROS = timedelta(microseconds=1)
 
 
-def _seek(session: MediaSession, range_header: str) -> None:
-    """Honour `Range: npt=<start>-` on a finite (playback) stream before it plays.
+def _seek(session: MediaSession, range_header: str) -> bool:
+    """Honour a PLAY's Range on a finite (playback) stream before it plays; False: 457.
 
-    Live streams have no timeline to seek in, and other range units (clock=,
-    smpte=) are ignored: the stream resumes where it was, as RFC 2326 allows.
+    `npt=<start>-` seeks from the start of the stream.  `clock=<start>-[<end>]`
+    seeks a recording (a stream with an origin) by wall-clock time and ends at
+    <end>, as an ONVIF replay server does; a clock range that is malformed or
+    does not start inside the recording is refused.  Live streams have no
+    timeline to seek in, and other units (smpte=, clock= without an origin)
+    are ignored: the stream resumes where it was, as RFC 2326 allows.
     """
+    spec = session.spec
+    if spec.duration is None:
+        return True
+    fps = spec.clip.fps
+    last = int(spec.duration * fps)
+    if _CLOCK_UNIT.match(range_header) and spec.origin is not None:
+        clock = _clock_range(range_header)
+        if clock is None:
+            return False
+        start, end = clock
+        recording_end = spec.origin + timedelta(seconds=spec.duration)
+        end = recording_end if end is None else min(end, recording_end)
+        first, limit = _frame_at(start, spec.origin, fps), _frame_at(end, spec.origin, fps)
+        if not 0 <= first < limit:
+            return False
+        session.frame_index = session.first_frame = first
+        session.end_frame, session.clock_end = limit, end
+        return True
     match = _NPT.match(range_header)
-    if match is None or session.spec.duration is None:
-        return
-    fps = session.spec.clip.fps
-    last = int(session.spec.duration * fps)
-    session.frame_index = max(0, min(last, int(float(match.group(1)) * fps)))
+    if match is not None:
+        session.frame_index = max(0, min(last, int(float(match.group(1)) * fps)))
+        session.first_frame = session.frame_index
+        session.end_frame = session.clock_end = None
+    return True
+
+
+def _clock_range(range_header: str) -> tuple[datetime, datetime | None] | None:
+    """(start, end) of a `clock=` range (end None: open), or None if it is malformed."""
+    match = _CLOCK.match(range_header[:128])
+    if match is None:
+        return None
+    try:
+        start = _parse_clock(match.group(1), match.group(2))
+        end = _parse_clock(match.group(3), match.group(4)) if match.group(3) else None
+    except (ValueError, OverflowError):  # e.g. month 13
+        return None
+    return start, end
+
+
+def _frame_at(moment: datetime, origin: datetime, fps: int) -> int:
+    """The first frame at or after `moment`, in whole microseconds (no float drift)."""
+    return -(-((moment - origin) // _MICROS) * fps // 1_000_000)
+
+
+def _parse_clock(whole: str, fraction: str | None) -> datetime:
+    moment = datetime.strptime(whole, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return moment + timedelta(microseconds=int((fraction or "0")[:6].ljust(6, "0")))
+
+
+def _format_clock(moment: datetime) -> str:
+    text = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    millis = moment.microsecond // 1000
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def _served_range(session: MediaSession) -> str:
+    """The Range a PLAY answer carries: where the stream plays from, to its end."""
+    spec, fps = session.spec, session.spec.clip.fps
+    if session.clock_end is not None and spec.origin is not None:
+        start = spec.origin + timedelta(seconds=session.frame_index / fps)
+        return f"clock={_format_clock(start)}-{_format_clock(session.clock_end)}"
+    end = f"{spec.duration:.3f}" if spec.duration else ""
+    return f"npt={session.frame_index / fps:.3f}-{end}"
 
 
 def describe_sdp(spec: StreamSpec, address: str, *, session_id: int) -> str:

@@ -17,6 +17,7 @@ class RawRtsp:
         self.frames: list[tuple[int, bytes]] = []
         self.auth: tuple[str, str] | None = None
         self.challenge: str | None = None
+        self.timeout = 5.0  # per response; raise it for answers that cross a busy chain
 
     @classmethod
     async def connect(cls, port: int) -> RawRtsp:
@@ -50,7 +51,7 @@ class RawRtsp:
         return status, response_headers, body
 
     async def response(self) -> tuple[int, dict[str, str], bytes]:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(self.timeout):
             while True:
                 first = await self.reader.readexactly(1)
                 if first == b"$":
@@ -101,3 +102,12 @@ class RawRtsp:
         except (TimeoutError, asyncio.IncompleteReadError):
             pass
         return self.frames
+
+
+def video_timestamps(frames: list[tuple[int, bytes]], channel: int = 0) -> list[int]:
+    """The RTP timestamp of each video frame (the packet that ends it has the marker bit)."""
+    return [
+        struct.unpack("!I", payload[4:8])[0]
+        for number, payload in frames
+        if number == channel and len(payload) >= 12 and payload[1] & 0x80
+    ]

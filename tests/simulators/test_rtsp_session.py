@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from nvrshare.simulators.rtsp_messages import RtspRequest
 from nvrshare.simulators.rtsp_session import (
     TRANSITIONS,
     MediaAction,
+    MediaSession,
     RtspConversation,
     SessionState,
     StreamSpec,
@@ -179,3 +182,98 @@ def test_play_range_seeks_a_playback_but_not_live() -> None:
     session = next(iter(beyond.sessions.values()))
     beyond.handle(request("PLAY", URI, Session=session.session_id, Range="npt=99-"))
     assert session.frame_index == 5  # clamped to the end of the 1 s window at 5 fps
+
+
+ORIGIN = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+RECORDING = "rtsp://h/replay?recording=REC_VideoSource_1_1"
+
+
+def recording_resolver(path: str, query: Mapping[str, str]) -> StreamSpec | None:
+    """A 60 s recording at 5 fps that starts at ORIGIN (its URL names no window)."""
+    if path == "/replay":
+        return StreamSpec(clip=clip(64, 64, fps=5, seconds=1), duration=60.0, origin=ORIGIN)
+    return resolver(path, query)
+
+
+def playing(range_header: str | None) -> tuple[RtspConversation, MediaSession, bytes]:
+    counter = iter(range(1, 10_000))
+    conv = RtspConversation(
+        resolver=recording_resolver, auth=None, randbits=lambda bits: next(counter)
+    )
+    conv.handle(request("SETUP", RECORDING + "/trackID=0", Transport="RTP/AVP/TCP;interleaved=0-1"))
+    session = next(iter(conv.sessions.values()))
+    headers = {"Session": session.session_id, "Require": "onvif-replay"}
+    if range_header is not None:
+        headers["Range"] = range_header
+    return conv, session, conv.handle(request("PLAY", RECORDING, **headers)).response
+
+
+def test_clock_range_plays_that_stretch_of_a_recording_and_says_so() -> None:
+    _conv, session, answer = playing("clock=20260101T090010Z-20260101T090012.5Z")
+    assert status(answer) == 200
+    assert b"Range: clock=20260101T090010Z-20260101T090012.500Z\r\n" in answer
+    # 5 fps from 09:00:00: frames 50..62 are the ones in [10 s, 12.5 s).
+    assert (session.first_frame, session.frame_index, session.frame_limit) == (50, 50, 63)
+    assert f"rtptime={session.timestamp()}".encode() in answer
+    # The first frame at or after 59.9 s would be frame 300, past the last one.
+    assert status(playing("clock=20260101T090059.9Z-")[2]) == 457
+    assert status(playing("clock=20260101T090059.8Z-")[2]) == 200
+
+
+def test_clock_range_ends_are_clamped_to_the_recording() -> None:
+    _conv, session, answer = playing("CLOCK = 20260101T090058Z - 20260101T100000Z")
+    assert status(answer) == 200
+    assert b"Range: clock=20260101T090058Z-20260101T090100Z\r\n" in answer
+    assert (session.frame_index, session.frame_limit) == (290, 300)
+
+
+def test_no_range_or_npt_on_a_recording_plays_it_from_its_start() -> None:
+    for range_header, expected in ((None, "npt=0.000-60.000"), ("npt=2-", "npt=2.000-60.000")):
+        session, answer = playing(range_header)[1:]
+        assert status(answer) == 200
+        assert f"Range: {expected}\r\n".encode() in answer
+        assert session.frame_limit == 300
+
+
+@pytest.mark.parametrize(
+    "range_header",
+    [
+        "clock=20260101T085959Z-20260101T090010Z",  # starts before the recording
+        "clock=20260101T090100Z-",  # starts at its end
+        "clock=20260101T090010Z-20260101T090010Z",  # empty
+        "clock=20260101T090020Z-20260101T090010Z",  # backwards
+        "clock=20261301T090010Z-",  # no 13th month
+        "clock=20260101T090010-",  # no Z
+        "clock=20260101T090010Z",  # no dash
+        "clock=99999999T999999Z-",
+        "clock=" + "1" * 500,
+        "clock=20260101T090010." + "9" * 20 + "Z-",
+    ],
+)
+def test_bad_clock_ranges_are_457_and_the_session_stays_ready(range_header: str) -> None:
+    conv, session, answer = playing(range_header)
+    assert status(answer) == 457
+    assert session.state is SessionState.READY
+    assert b"Session: " in answer
+    retry = conv.handle(
+        request("PLAY", RECORDING, Session=session.session_id, Range="clock=20260101T090001Z-")
+    )
+    assert status(retry.response) == 200
+    assert session.frame_index == 5
+
+
+def test_clock_ranges_on_streams_without_an_origin_are_ignored() -> None:
+    conv = conversation()
+    uri = "rtsp://h/Streaming/tracks/101?starttime=20260101T000000Z"
+    conv.handle(request("SETUP", uri, Transport="RTP/AVP/TCP;interleaved=0-1"))
+    session = next(iter(conv.sessions.values()))
+    answer = conv.handle(request("PLAY", uri, Session=session.session_id, Range="clock=bad-"))
+    assert status(answer.response) == 200
+    assert b"Range: npt=0.000-1.000" in answer.response
+
+
+@given(st.text(max_size=200))
+def test_any_clock_range_gets_an_answer_never_an_exception(text: str) -> None:
+    for range_header in (text, "clock=" + text, f"clock=20260101T090010Z-{text}"):
+        answer = playing(range_header)[2]
+        assert status(answer) in (200, 457)
