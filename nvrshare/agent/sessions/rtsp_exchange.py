@@ -56,6 +56,16 @@ class _InFlight:
     retried: bool = False
 
 
+_ENDS_A_PAUSE = frozenset({"PLAY", "SETUP", "TEARDOWN"})
+
+
+def _session_id(request: RtspRequest) -> str | None:
+    value = request.header("Session")
+    if value is None:
+        return None
+    return value.partition(";")[0].strip() or None
+
+
 class GateExchange:
     """One gated RTSP connection; see the module docstring."""
 
@@ -83,6 +93,10 @@ class GateExchange:
         self.closed = False
         self.close_reason = ""
         self.playing = False
+        # The recorder session that a PAUSE stopped after it PLAYed within bounds: a
+        # PLAY without Range on it resumes there (RFC 2326 §10.5), so the gate must
+        # not send it back to the window's start. Anything else gets the window.
+        self._paused_session: str | None = None
 
     # -- input -------------------------------------------------------------------------
 
@@ -153,7 +167,12 @@ class GateExchange:
             if not _CSEQ.fullmatch(cseq):
                 self._answer_client("0", 400, "Bad Request")
                 continue
-            decision = decide_request(request, self.policy, self.mapper)
+            resuming = (
+                request.method == "PLAY"
+                and self._paused_session is not None
+                and _session_id(request) == self._paused_session
+            )
+            decision = decide_request(request, self.policy, self.mapper, resuming=resuming)
             if not isinstance(decision, Forward):
                 self._log.info("rtsp gate refused %s: %s", request.method, decision.why)
                 self._answer_client(cseq, decision.status, decision.reason, decision.headers)
@@ -227,6 +246,7 @@ class GateExchange:
                 self._learn_channels(response.header("Transport") or "")
             if in_flight.request.method == "PLAY" and response.status == 200:
                 self.playing = True
+            self._note_pause(in_flight.request, response.status, was_playing=self.playing)
             self._to_client += RtspResponse(
                 status=rewritten.status,
                 reason=rewritten.reason,
@@ -234,6 +254,16 @@ class GateExchange:
                 body=rewritten.body,
             ).to_bytes()
         self._pump()
+
+    def _note_pause(self, request: RtspRequest, status: int, *, was_playing: bool) -> None:
+        # Only an accepted PAUSE of a session that played opens a resume; an answered
+        # PLAY, SETUP or TEARDOWN closes it (keep-alives while paused leave it be).
+        session = _session_id(request)
+        if request.method == "PAUSE":
+            if status == 200 and was_playing and session is not None:
+                self._paused_session = session
+        elif request.method in _ENDS_A_PAUSE:
+            self._paused_session = None
 
     def _learn_channels(self, transport: str) -> None:
         match = _INTERLEAVED.search(transport)

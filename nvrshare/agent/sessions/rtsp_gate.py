@@ -264,11 +264,15 @@ def _rewrite_transport(value: str) -> str | Refuse:
     return _refuse(461, "only RTP over the RTSP connection (TCP interleaved) is served")
 
 
-def decide_request(request: RtspRequest, policy: GatePolicy, mapper: UrlMapper) -> Forward | Refuse:
+def decide_request(
+    request: RtspRequest, policy: GatePolicy, mapper: UrlMapper, *, resuming: bool = False
+) -> Forward | Refuse:
     """Validate one app request and rewrite it for the recorder, or refuse it.
 
     The result never carries app-supplied credentials or unknown headers;
-    CSeq is kept as the app sent it (the exchange renumbers it).
+    CSeq is kept as the app sent it (the exchange renumbers it).  `resuming`:
+    this PLAY is on a recorder session that already played within the window,
+    so without a Range it resumes there rather than restarting the window.
     """
     if request.method not in ALLOWED_METHODS:
         return _refuse(
@@ -318,7 +322,7 @@ def decide_request(request: RtspRequest, policy: GatePolicy, mapper: UrlMapper) 
     clock_window = policy.clock_window
     if clock_window is not None:
         # Such a recorder plays its whole recording unless told the window.
-        if request.method == "PLAY" and not seen_range:
+        if request.method == "PLAY" and not seen_range and not resuming:
             headers.append(("Range", _clock_range(clock_window.start, clock_window.end)))
         if request.method in _REPLAY_REQUESTS:
             headers.append(("Require", "onvif-replay"))

@@ -187,11 +187,6 @@ async def test_ranges_outside_the_window_never_reach_the_camera(
     assert not replay.camera.rtsp.media_sessions
 
 
-@pytest.mark.xfail(
-    reason="the gate adds Range: clock=<window> to every PLAY without a Range, so a resume "
-    "after PAUSE seeks the recorder back to the window's start (rtsp_gate.decide_request)",
-    strict=False,
-)
 async def test_a_resume_after_pause_continues_where_it_paused(replay: Replay) -> None:
     camera, window = replay.camera, replay.window
     async with _open(replay) as (client, base, session):

@@ -489,6 +489,43 @@ def test_only_describe_setup_and_play_carry_the_replay_requirement() -> None:
     assert sent.header("Range") is None
 
 
+def _sent_play_range(gate: GateExchange, cseq: int, *headers: tuple[str, str]) -> str | None:
+    """Send a PLAY; return the Range the recorder got (and answer it 200)."""
+    gate.client_data(req("PLAY", "rtsp://127.0.0.1:8554/playback/1", cseq, *headers))
+    (sent,) = parse_all(gate.data_for_upstream())
+    assert isinstance(sent, RtspRequest)
+    ok = RtspResponse(status=200, reason="OK", headers=(("CSeq", sent.header("CSeq") or ""),))
+    gate.upstream_data(ok.to_bytes())
+    gate.data_for_client()
+    return sent.header("Range")
+
+
+def _answer(gate: GateExchange, method: str, cseq: int, status: int, session: str) -> None:
+    roundtrip(
+        gate,
+        req(method, "rtsp://127.0.0.1:8554/playback/1", cseq, ("Session", session)),
+        RtspResponse(status=status, reason="X"),
+    )
+
+
+def test_a_resume_after_pause_continues_and_anything_else_gets_the_window() -> None:
+    gate = playback_gate(seeks_by_clock=True)
+    s1, s2 = ("Session", "s1"), ("Session", "s2")
+    assert _sent_play_range(gate, 1, s1) == WINDOW_AS_CLOCK
+    _answer(gate, "PAUSE", 2, 200, "s1")
+    _answer(gate, "GET_PARAMETER", 3, 200, "s1")  # a keep-alive while paused
+    assert _sent_play_range(gate, 4, s1) is None  # RFC 2326: resumes where it paused
+    assert _sent_play_range(gate, 5, s1) == WINDOW_AS_CLOCK  # no PAUSE before it
+    _answer(gate, "PAUSE", 6, 200, "s1")
+    assert _sent_play_range(gate, 7, s2) == WINDOW_AS_CLOCK  # another session
+    _answer(gate, "PAUSE", 8, 454, "s2")  # a refused PAUSE opens nothing
+    assert _sent_play_range(gate, 9, s2) == WINDOW_AS_CLOCK
+    _answer(gate, "PAUSE", 10, 200, "s2")
+    _answer(gate, "TEARDOWN", 11, 200, "s2")
+    assert _sent_play_range(gate, 12, s2) == WINDOW_AS_CLOCK
+    assert _sent_play_range(gate, 13) == WINDOW_AS_CLOCK  # no Session at all
+
+
 def test_clock_seeking_refuses_what_leaves_the_window_too() -> None:
     for bad in ("npt=601-", "clock=20260921T142320Z-", "npt=20-10"):
         answer = _forwarded(playback_gate(seeks_by_clock=True), ("Range", bad))
