@@ -11,7 +11,8 @@ def test_public_names_are_pinned() -> None:
         "config_from_mapping", "load_config", "load_or_create_identity",
     ]  # fmt: skip
     assert sorted(nvrshare.relay.broker.__all__) == [
-        "BrokerCredential", "BrokerError", "BrokerProcessError", "BrokerProvisioner",
+        "BrokerCredential", "BrokerError", "BrokerPortTaken", "BrokerProcessError",
+        "BrokerProvisioner",
         "BrokerSettings", "BrokerUnavailable", "DynsecConfig", "DynsecProvisioner",
         "MosquittoProcess", "ProvisioningError", "ProvisioningRefused", "RelayBroker",
         "TopicAcl", "generate_password", "open_broker", "parse_broker_url", "relay_acl",
