@@ -15,6 +15,7 @@ Times are timezone-aware datetimes.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -236,7 +237,9 @@ async def open_recorder(
 ) -> AsyncIterator[Recorder]:
     """Build the backend named by `config`, connect, yield it, and close it on exit."""
     try:
-        module = importlib.import_module(BACKENDS[config.backend])
+        # A backend's first import (zeep, lxml, httpx for onvif) reads many files:
+        # keep it off the event loop, which may be serving sessions already.
+        module = await asyncio.to_thread(importlib.import_module, BACKENDS[config.backend])
     except ModuleNotFoundError as exc:
         raise ConfigError(f"backend {config.backend!r} is not available") from exc
     log = logger or logging.getLogger(f"nvrshare.firmware_shim.{config.backend}")
