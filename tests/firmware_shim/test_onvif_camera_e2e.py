@@ -11,8 +11,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-# Imported before any loop runs: open_recorder's lazy import reads files (blockbuster).
-import nvrshare.firmware_shim.backends.onvif  # noqa: F401
 from nvrshare.firmware_shim import (
     AlarmKind,
     Capability,

@@ -8,9 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-# open_recorder imports its backend on first use; importing it here keeps that
-# (zeep → httpx → rich, which calls os.getcwd) off the event loop when this file runs alone.
-import nvrshare.firmware_shim.backends.onvif  # noqa: F401
 from nvrshare.firmware_shim import RecorderConfig, StreamKind, open_recorder
 from nvrshare.simulators.camera import CameraSimConfig, CameraSimulator
 from tests.simulators.ffprobe import needs_ffprobe, probe

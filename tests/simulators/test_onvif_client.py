@@ -20,6 +20,7 @@ from nvrshare.simulators.onvif import (
     OnvifSimulatorConfig,
     default_profiles,
 )
+from tests.simulators.onvif_client import connected_camera
 
 USER, PASSWORD = "operator", "p4ss-w0rd"
 MAIN, SUB = "rtsp://127.0.0.1:8554/cam/main", "rtsp://127.0.0.1:8554/cam/sub"
@@ -54,12 +55,8 @@ async def server(state: OnvifCameraState) -> AsyncIterator[OnvifCameraServer]:
 
 @pytest.fixture
 async def camera(server: OnvifCameraServer) -> AsyncIterator[ONVIFCamera]:
-    cam = ONVIFCamera("127.0.0.1", server.port, USER, PASSWORD, no_cache=True, adjust_time=True)
-    try:
-        await cam.update_xaddrs()
+    async with connected_camera(server.port, USER, PASSWORD) as cam:
         yield cam
-    finally:
-        await cam.close()
 
 
 async def test_xaddrs_are_absolute_and_reachable(

@@ -35,6 +35,7 @@ from nvrshare.simulators.onvif.auth import password_digest
 from nvrshare.simulators.onvif.context import OperationContext
 from nvrshare.simulators.onvif.recordings import RecordedSegment, SearchJobs
 from nvrshare.simulators.onvif.soap import SoapFault, envelope, parse_request
+from tests.simulators.onvif_client import connected_camera
 
 USER, PASSWORD = "operator", "p4ss-w0rd"
 SEARCH_NS = "http://www.onvif.org/ver10/search/wsdl"
@@ -82,12 +83,8 @@ async def server() -> AsyncIterator[OnvifCameraServer]:
 
 @pytest.fixture
 async def camera(server: OnvifCameraServer) -> AsyncIterator[ONVIFCamera]:
-    cam = ONVIFCamera("127.0.0.1", server.port, USER, PASSWORD, no_cache=True, adjust_time=True)
-    try:
-        await cam.update_xaddrs()
+    async with connected_camera(server.port, USER, PASSWORD) as cam:
         yield cam
-    finally:
-        await cam.close()
 
 
 async def test_services_are_advertised(camera: ONVIFCamera, server: OnvifCameraServer) -> None:

@@ -21,8 +21,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# Imported here, not on the event loop by open_recorder (zeep → httpx → rich blocks).
-import nvrshare.firmware_shim.backends.onvif  # noqa: F401
 from nvrshare.client.streams import LocalRtspEndpoint
 from nvrshare.firmware_shim import RecorderConfig, open_recorder
 from nvrshare.protocol.messages import SessionKind, SessionRequest
