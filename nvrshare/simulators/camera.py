@@ -11,7 +11,9 @@ serves), replayed at `/Streaming/tracks/101?starttime=…&endtime=…`.  With
 `replay_window_in_url=False` the replay URIs carry no time window
 (`/replay?recording=<token>`, any starttime/endtime there is ignored), like a
 device that bounds replay only by `Range: clock=` on PLAY: without one it plays
-the whole recording.  Every replay seeks by `Range: clock=` (see `rtsp_session`).
+the whole recording.  Every replay seeks by `Range: clock=` (see `rtsp_session`);
+`replay_ignores_clock_end=True` makes a faulty device that plays on past the
+range's end to the recording's.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class CameraSimConfig:
     recording_days: int = 2
     # False: replay URIs name only the recording; PLAY's `Range: clock=` bounds it.
     replay_window_in_url: bool = True
+    # True: a faulty device that plays on past a clock range's end (to the recording's).
+    replay_ignores_clock_end: bool = False
 
 
 class CameraSimulator:
@@ -127,7 +131,12 @@ class CameraSimulator:
         if end <= start or not self.storage.search_recordings(1, start, end, limit=1):
             return None
         duration = min((end - start).total_seconds(), MAX_PLAYBACK)
-        return StreamSpec(clip=self._main, duration=duration, origin=start)
+        return StreamSpec(
+            clip=self._main,
+            duration=duration,
+            origin=start,
+            ignores_clock_end=self.config.replay_ignores_clock_end,
+        )
 
     def _recording(self, token: str) -> StreamSpec | None:
         """A whole recording, by token: where it plays is up to PLAY's `Range: clock=`."""
@@ -137,7 +146,12 @@ class CameraSimulator:
         if segment is None:
             return None
         duration = min((segment.end - segment.start).total_seconds(), MAX_PLAYBACK)
-        return StreamSpec(clip=self._main, duration=duration, origin=segment.start)
+        return StreamSpec(
+            clip=self._main,
+            duration=duration,
+            origin=segment.start,
+            ignores_clock_end=self.config.replay_ignores_clock_end,
+        )
 
     def replay_url(self, start: datetime, end: datetime) -> str:
         """The RTSP URL replaying [start, end) of the recordings."""

@@ -50,11 +50,14 @@ class StreamSpec:
 
     A recording also has an `origin`, the wall-clock time of its first frame:
     PLAY may then seek it by `Range: clock=<start>-[<end>]`, as ONVIF replay does.
+    `ignores_clock_end` makes a faulty device: it answers the clock range it was
+    asked for but plays on to the recording's end.
     """
 
     clip: H264Clip
     duration: float | None = None
     origin: datetime | None = None
+    ignores_clock_end: bool = False
 
 
 StreamResolver = Callable[[str, Mapping[str, str]], StreamSpec | None]
@@ -296,6 +299,8 @@ def _seek(session: MediaSession, range_header: str) -> bool:
         first, limit = _frame_at(start, spec.origin, fps), _frame_at(end, spec.origin, fps)
         if not 0 <= first < limit:
             return False
+        if spec.ignores_clock_end:
+            limit = last
         session.frame_index = session.first_frame = first
         session.end_frame, session.clock_end = limit, end
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -218,6 +219,22 @@ def test_clock_range_plays_that_stretch_of_a_recording_and_says_so() -> None:
     # The first frame at or after 59.9 s would be frame 300, past the last one.
     assert status(playing("clock=20260101T090059.9Z-")[2]) == 457
     assert status(playing("clock=20260101T090059.8Z-")[2]) == 200
+
+
+def test_a_faulty_device_answers_the_clock_range_but_plays_to_the_recordings_end() -> None:
+    def faulty(path: str, query: Mapping[str, str]) -> StreamSpec | None:
+        spec = recording_resolver(path, query)
+        return None if spec is None else replace(spec, ignores_clock_end=True)
+
+    counter = iter(range(1, 10_000))
+    conv = RtspConversation(resolver=faulty, auth=None, randbits=lambda bits: next(counter))
+    conv.handle(request("SETUP", RECORDING + "/trackID=0", Transport="RTP/AVP/TCP;interleaved=0-1"))
+    session = next(iter(conv.sessions.values()))
+    clock = "clock=20260101T090010Z-20260101T090012.5Z"
+    answer = conv.handle(request("PLAY", RECORDING, Session=session.session_id, Range=clock))
+    assert status(answer.response) == 200
+    assert f"Range: {clock.replace('12.5Z', '12.500Z')}\r\n".encode() in answer.response
+    assert (session.first_frame, session.frame_limit) == (50, 300)  # not 63: it plays on
 
 
 def test_clock_range_ends_are_clamped_to_the_recording() -> None:

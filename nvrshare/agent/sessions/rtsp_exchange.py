@@ -13,6 +13,12 @@ CSeq back.  `$`-interleaved frames pass straight through from the recorder;
 from the app only on the channels a SETUP answer assigned (RTCP receiver
 reports), anything else is dropped.  Requests the recorder sends to the app
 (rare) are answered by the gate and never reach the app.
+
+A replay bounded only by `Range: clock=A-B` (ONVIF replay, `policy.clock_window`)
+is also held to it here: the exchange counts the media time of the video the
+recorder sends (`rtp_clock.ReplayBudget`, from RTP timestamps at the SDP's
+clock rates) and closes once it runs past B - A by more than `replay_slack`, so
+a recorder that ignores the range's end cannot stream the rest of its archive.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from nvrshare.agent.sessions.errors import RtspProtocolError, UpstreamError
+from nvrshare.agent.sessions.rtp_clock import (
+    DEFAULT_VIDEO_RATE,
+    ReplayBudget,
+    SdpTrack,
+    clock_range_seconds,
+    parse_sdp_tracks,
+    track_for_setup,
+)
 from nvrshare.agent.sessions.rtsp_auth import UpstreamAuth
 from nvrshare.agent.sessions.rtsp_gate import (
     MAX_KEEPALIVE_BODY,
@@ -41,9 +55,13 @@ from nvrshare.agent.sessions.rtsp_message import (
 )
 from nvrshare.agent.sessions.rtsp_rewrite import UrlMapper, rewrite_response
 
-__all__ = ["GateExchange"]
+__all__ = ["REPLAY_OVERRUN", "REPLAY_SLACK", "GateExchange"]
 
 MAX_QUEUED_REQUESTS = 8
+# Media time a clock-bounded replay may run past its range: a replay starts at
+# the keyframe before A, so an honest recorder sends up to about a GOP more.
+REPLAY_SLACK = 2.0
+REPLAY_OVERRUN = "the recorder played past the granted window"
 _CSEQ = re.compile(r"\d{1,9}")
 _INTERLEAVED = re.compile(r"interleaved=(\d{1,3})(?:-(\d{1,3}))?", re.IGNORECASE)
 
@@ -77,6 +95,7 @@ class GateExchange:
         username: str = "",
         password: str = "",
         logger: logging.Logger | None = None,
+        replay_slack: float = REPLAY_SLACK,
     ) -> None:
         self.policy = policy
         self.mapper = UrlMapper(upstream_url=upstream_url, public_path=policy.public_path)
@@ -97,6 +116,9 @@ class GateExchange:
         # PLAY without Range on it resumes there (RFC 2326 §10.5), so the gate must
         # not send it back to the window's start. Anything else gets the window.
         self._paused_session: str | None = None
+        # Only replays bounded by a clock range are metered (see the module docstring).
+        self._budget = ReplayBudget(replay_slack) if policy.clock_window is not None else None
+        self._sdp: list[SdpTrack] = []
 
     # -- input -------------------------------------------------------------------------
 
@@ -207,6 +229,14 @@ class GateExchange:
                 self._close("recorder closed")
                 return
             if isinstance(event, InterleavedFrame):
+                if self._budget is not None and not self._budget.frame(event.raw):
+                    self._log.warning(
+                        "rtsp gate: %.1f s of media for a %.1f s clock range",
+                        self._budget.media_time,
+                        self._budget.allowance or 0.0,
+                    )
+                    self._close(REPLAY_OVERRUN)
+                    return
                 self._to_client += event.raw
             elif isinstance(event, RtspRequest):
                 self._answer_recorder(event)
@@ -242,8 +272,8 @@ class GateExchange:
             rewritten = rewrite_response(response, self.mapper)
             headers = [(k, v) for k, v in rewritten.headers if k.lower() != "cseq"]
             headers.insert(0, ("CSeq", in_flight.client_cseq))
-            if in_flight.request.method == "SETUP" and response.status == 200:
-                self._learn_channels(response.header("Transport") or "")
+            if response.status == 200:
+                self._meter(in_flight.request, response)
             if in_flight.request.method == "PLAY" and response.status == 200:
                 self.playing = True
             self._note_pause(in_flight.request, response.status, was_playing=self.playing)
@@ -265,11 +295,44 @@ class GateExchange:
         elif request.method in _ENDS_A_PAUSE:
             self._paused_session = None
 
-    def _learn_channels(self, transport: str) -> None:
+    def _meter(self, request: RtspRequest, response: RtspResponse) -> None:
+        """Learn channels, and for a metered replay its tracks' clocks and PLAYed ranges."""
+        method, budget = request.method, self._budget
+        if method == "SETUP":
+            first = self._learn_channels(response.header("Transport") or "")
+            if budget is not None and first is not None:
+                track = track_for_setup(self._sdp, request.uri)
+                if track is None or track.media == "video":
+                    # Unknown tracks count at the video clock: audio at a lower rate is
+                    # then undercounted, never cut early.
+                    rates = set(track.rates.values()) if track is not None else set()
+                    rate = rates.pop() if len(rates) == 1 else DEFAULT_VIDEO_RATE
+                    types = frozenset(track.rates) if track is not None else frozenset()
+                    budget.watch(first, rate, types)
+        if budget is None:
+            return
+        if method == "DESCRIBE" and (response.header("Content-Type") or "").lower().startswith(
+            "application/sdp"
+        ):
+            self._sdp = parse_sdp_tracks(response.body)
+        elif method == "PLAY":
+            forwarded = request.header("Range")
+            if forwarded is None and budget.allowance is not None:
+                budget.resume()  # after PAUSE: the range's budget carries on
+                return
+            seconds = clock_range_seconds(forwarded or "")
+            window = self.policy.clock_window
+            assert window is not None  # a budget exists only for clock-bounded replay
+            budget.start(seconds if seconds is not None else float(window.end - window.start))
+
+    def _learn_channels(self, transport: str) -> int | None:
+        """Note the interleaved channels a SETUP answer assigned; the first of them."""
         match = _INTERLEAVED.search(transport)
         if match is None:
-            return
+            return None
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) else first
         if 0 <= first <= last <= 255 and last - first <= 1:
             self._channels.update(range(first, last + 1))
+            return first
+        return None

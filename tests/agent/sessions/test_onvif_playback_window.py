@@ -7,12 +7,16 @@ PLAY, and without one plays the whole recording.  Whatever Range the client
 sends (none, npt, clock), the camera must be asked for the window as clock
 times with `Require: onvif-replay`, and serve exactly the window's frames.
 The checks read what the camera received and served, not wall-clock timing.
+A faulty camera that plays on past the range's end (`replay_ignores_clock_end`)
+is cut by the agent once the media it sent outruns the window (plus slack).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from nvrshare.agent.sessions.rtsp_exchange import REPLAY_OVERRUN, REPLAY_SLACK
 from nvrshare.client.streams import LocalRtspEndpoint
 from nvrshare.firmware_shim import RecorderConfig, open_recorder
 from nvrshare.protocol.messages import SessionKind, SessionRequest
@@ -50,8 +55,26 @@ def _clock(moment: float) -> str:
 
 @pytest.fixture
 async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
+    async with _replay(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def faulty_replay(tmp_path: Path) -> AsyncIterator[Replay]:
+    async with _replay(tmp_path, replay_ignores_clock_end=True) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _replay(
+    tmp_path: Path, *, replay_ignores_clock_end: bool = False
+) -> AsyncIterator[Replay]:
     config = CameraSimConfig(
-        password=PASSWORD, serial=SERIAL, recording_days=1, replay_window_in_url=False
+        password=PASSWORD,
+        serial=SERIAL,
+        recording_days=1,
+        replay_window_in_url=False,
+        replay_ignores_clock_end=replay_ignores_clock_end,
     )
     async with CameraSimulator(config) as camera:
         assert camera.onvif is not None
@@ -201,3 +224,42 @@ async def test_a_resume_after_pause_continues_where_it_paused(replay: Replay) ->
     (played,) = camera.rtsp.media_sessions
     assert played.frames_sent == (window.end - window.start) * FPS
     assert "range" not in _received(camera, "PLAY")[1].headers
+
+
+async def _poll(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_camera_that_plays_past_the_window_is_cut_by_the_agent(
+    faulty_replay: Replay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    camera, window = faulty_replay.camera, faulty_replay.window
+    async with _open(faulty_replay) as (client, base, session):
+        status, headers, _ = await client.request("PLAY", base, {"Session": session})
+        assert status == 200
+        # The camera says it plays the window, but plays on: the agent ends the session.
+        assert headers["range"] == f"clock={_clock(window.start)}-{_clock(window.end)}"
+        frames = await client.read_frames(60.0)  # until EOF
+    stamps = video_timestamps(frames)
+    got = len(stamps)
+    # The client got the window's frames and at most the slack more, not the recording.
+    assert SECONDS * FPS <= got <= (SECONDS + REPLAY_SLACK) * FPS + 1, got
+    assert (max(stamps) - min(stamps)) / 90_000 <= SECONDS + REPLAY_SLACK
+    (played,) = camera.rtsp.media_sessions
+    assert _received(camera, "PLAY")[0].headers["range"] == headers["range"]
+    limit = played.frame_limit
+    assert limit is not None
+    assert limit - played.first_frame > 10 * (SECONDS + REPLAY_SLACK) * FPS  # it would play on
+    # The agent hung up on the camera long before the recording's end, and said why.
+    assert await _poll(lambda: camera.rtsp.connection_count == 0)
+    assert played.frames_sent < limit - played.first_frame
+    print(f"camera sent {played.frames_sent} frames, client got {got}")
+    assert await _poll(
+        lambda: any(f"session ended: {REPLAY_OVERRUN}" in m for m in caplog.messages)
+    )
