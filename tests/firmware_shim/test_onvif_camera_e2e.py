@@ -25,6 +25,18 @@ from tests.simulators.ffprobe import needs_ffprobe, probe
 USER, PASSWORD = "admin", "e2e-pw"
 
 
+def _backend_config(port: int, **settings: str) -> RecorderConfig:
+    return RecorderConfig(
+        backend="onvif",
+        host="127.0.0.1",
+        port=port,
+        username=USER,
+        password=PASSWORD,
+        timeout=5.0,
+        settings=settings,
+    )
+
+
 def _with_credentials(url: str, username: str, password: str) -> str:
     parts = urlsplit(url)
     netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.netloc}"
@@ -37,15 +49,7 @@ async def test_backend_stream_plays_and_ptz_and_alarm_work() -> None:
     async with CameraSimulator(CameraSimConfig(username=USER, password=PASSWORD)) as camera:
         assert camera.onvif is not None
         assert camera.onvif_state is not None
-        config = RecorderConfig(
-            backend="onvif",
-            host="127.0.0.1",
-            port=camera.onvif.port,
-            username=USER,
-            password=PASSWORD,
-            timeout=5.0,
-            settings={"pull_timeout": "1"},
-        )
+        config = _backend_config(camera.onvif.port, pull_timeout="1")
         async with open_recorder(config) as recorder:
             source = await recorder.live_source(1, StreamKind.SUB)
             result = await probe(
@@ -80,14 +84,7 @@ async def test_backend_stream_plays_and_ptz_and_alarm_work() -> None:
 async def test_playback_found_through_onvif_decodes() -> None:
     async with CameraSimulator(CameraSimConfig(username=USER, password=PASSWORD)) as camera:
         assert camera.onvif is not None
-        config = RecorderConfig(
-            backend="onvif",
-            host="127.0.0.1",
-            port=camera.onvif.port,
-            username=USER,
-            password=PASSWORD,
-            timeout=5.0,
-        )
+        config = _backend_config(camera.onvif.port)
         now = datetime.now(UTC)
         async with open_recorder(config) as recorder:
             assert Capability.RECORDINGS in recorder.capabilities
