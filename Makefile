@@ -29,8 +29,8 @@ lint: venv
 	$(VENV)/bin/mypy nvrshare/protocol
 	$(VENV)/bin/lint-imports
 
-# One run with the coverage bar; a few failures get one re-run each, alone, and
-# print as FLAKY when they pass there. Exit 5 (nothing collected) fails.
+# tests/protocol with the coverage bar, then the rest; a few failures of the rest
+# get one re-run and print as FLAKY when they all pass there. Exit 5 fails.
 pytest: venv system-deps
 	@PY=$(PY) scripts/run-pytest.sh $(PYTEST_ARGS)
 
