@@ -137,7 +137,8 @@ class ReplayBudget:
 
     def watch(self, channel: int, rate: int, payload_types: frozenset[int] = frozenset()) -> None:
         """Count RTP on `channel` (an even, RTP channel of a video track) at `rate` Hz."""
-        if 0 <= channel <= 255 and channel % 2 == 0 and rate > 0:
+        # A channel already watched keeps its count: a re-SETUP must not reset it.
+        if 0 <= channel <= 255 and channel % 2 == 0 and rate > 0 and channel not in self._channels:
             self._channels[channel] = _Channel(rate, payload_types)
 
     def start(self, seconds: float) -> None:

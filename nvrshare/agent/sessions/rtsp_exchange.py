@@ -77,8 +77,8 @@ class _InFlight:
 _ENDS_A_PAUSE = frozenset({"PLAY", "SETUP", "TEARDOWN"})
 
 
-def _session_id(request: RtspRequest) -> str | None:
-    value = request.header("Session")
+def _session_id(message: RtspRequest | RtspResponse) -> str | None:
+    value = message.header("Session")
     if value is None:
         return None
     return value.partition(";")[0].strip() or None
@@ -116,8 +116,10 @@ class GateExchange:
         # PLAY without Range on it resumes there (RFC 2326 §10.5), so the gate must
         # not send it back to the window's start. Anything else gets the window.
         self._paused_session: str | None = None
-        # Only replays bounded by a clock range are metered (see the module docstring).
+        # Only replays bounded by a clock range are metered (see the module docstring),
+        # on the one recorder session the first accepted SETUP opened.
         self._budget = ReplayBudget(replay_slack) if policy.clock_window is not None else None
+        self._replay_session: str | None = None
         self._sdp: list[SdpTrack] = []
 
     # -- input -------------------------------------------------------------------------
@@ -189,6 +191,11 @@ class GateExchange:
             if not _CSEQ.fullmatch(cseq):
                 self._answer_client("0", 400, "Bad Request")
                 continue
+            refusal = self._one_replay_session(request)
+            if refusal is not None:
+                self._log.info("rtsp gate refused %s: %s", request.method, refusal)
+                self._answer_client(cseq, 455, "Method Not Valid in This State")
+                continue
             resuming = (
                 request.method == "PLAY"
                 and self._paused_session is not None
@@ -201,6 +208,24 @@ class GateExchange:
                 continue
             self._in_flight = _InFlight(cseq, decision.request, 0)
             self._send_upstream()
+
+    def _one_replay_session(self, request: RtspRequest) -> str | None:
+        """Why a metered replay refuses `request`, or None.
+
+        The budget meters one recorder session on this connection: a second
+        session, or a SETUP once playing (a fresh track, a re-SETUP of a metered
+        one), would give the app a fresh allowance for the same recording.
+        """
+        if self._budget is None:
+            return None
+        session = _session_id(request)
+        if self._replay_session is not None and session not in (None, self._replay_session):
+            return "one recorder session per replay"
+        if request.method == "SETUP" and (self.playing or (
+            self._replay_session is not None and session is None
+        )):  # fmt: skip
+            return "no new tracks or sessions once a replay is set up and playing"
+        return None
 
     def _send_upstream(self) -> None:
         assert self._in_flight is not None
@@ -229,6 +254,8 @@ class GateExchange:
                 self._close("recorder closed")
                 return
             if isinstance(event, InterleavedFrame):
+                if self._budget is not None and event.channel not in self._channels:
+                    continue  # a metered replay passes only what a SETUP assigned
                 if self._budget is not None and not self._budget.frame(event.raw):
                     self._log.warning(
                         "rtsp gate: %.1f s of media for a %.1f s clock range",
@@ -300,6 +327,8 @@ class GateExchange:
         method, budget = request.method, self._budget
         if method == "SETUP":
             first = self._learn_channels(response.header("Transport") or "")
+            if budget is not None:
+                self._replay_session = self._replay_session or _session_id(response)
             if budget is not None and first is not None:
                 track = track_for_setup(self._sdp, request.uri)
                 if track is None or track.media == "video":
@@ -332,7 +361,7 @@ class GateExchange:
             return None
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) else first
-        if 0 <= first <= last <= 255 and last - first <= 1:
+        if first % 2 == 0 and last in (first, first + 1) and last <= 255:
             self._channels.update(range(first, last + 1))
             return first
         return None

@@ -257,7 +257,9 @@ def _rewrite_transport(value: str) -> str | Refuse:
             if not re.fullmatch(r"interleaved=\d{1,3}(-\d{1,3})?", interleaved, re.IGNORECASE):
                 return _refuse(400, "bad interleaved channels")
             numbers = [int(n) for n in interleaved.split("=")[1].split("-")]
-            if any(n > 255 for n in numbers):
+            # RTP on an even channel, its RTCP on the next one (RFC 2326 10.12):
+            # the only shape the gate can tell media from control by.
+            if numbers[0] > 254 or numbers[0] % 2 or numbers[1:] not in ([], [numbers[0] + 1]):
                 return _refuse(400, "bad interleaved channels")
             rebuilt += f";interleaved={interleaved.split('=')[1]}"
         return rebuilt
@@ -287,6 +289,8 @@ def decide_request(
     uri = _map_uri(request, policy, mapper)
     if isinstance(uri, Refuse):
         return uri
+    if sum(1 for name, _ in request.headers if name.lower() == "session") > 1:
+        return _refuse(400, "more than one Session header")
     headers: list[tuple[str, str]] = []
     seen_range = False
     for name, raw in request.headers:

@@ -105,11 +105,13 @@ class Recorder:
         assert self.exchange("DESCRIBE", answer=sdp_type, body=sdp(video_rate)) == 200
         for track, channels in ((0, "0-1"), (1, "2-3")):
             transport = f"RTP/AVP/TCP;unicast;interleaved={channels}"
+            # As real clients do: the first SETUP opens the session, the next joins it.
+            session = (("Session", "s1"),) if track else ()
             assert (
                 self.exchange(
                     "SETUP",
                     f"/trackID={track}",
-                    (("Transport", transport),),
+                    (("Transport", transport), *session),
                     (("Transport", transport), ("Session", "s1")),
                 )
                 == 200
@@ -272,3 +274,47 @@ def test_an_unarmed_budget_counts_nothing() -> None:
     assert budget.frame(rtp(0))
     assert budget.frame(rtp(90_000))
     assert not budget.frame(rtp(90_001))
+
+
+def _refused(recorder: Recorder, method: str, *headers: tuple[str, str], suffix: str = "") -> int:
+    """Send a request the gate must answer itself; its status (nothing went upstream)."""
+    recorder.cseq += 1
+    request = RtspRequest(
+        method=method,
+        uri=recorder.public + suffix,
+        headers=(("CSeq", str(recorder.cseq)), *headers),
+    )
+    recorder.gate.client_data(request.to_bytes())
+    assert parse_all(recorder.gate.data_for_upstream()) == []
+    (got,) = parse_all(recorder.gate.data_for_client())
+    assert isinstance(got, RtspResponse)
+    return got.status
+
+
+def test_one_metered_session_and_no_new_tracks_once_playing() -> None:
+    # A second recorder session, or a SETUP once playing, would open a fresh allowance.
+    recorder = Recorder()
+    recorder.open()
+    transport = ("Transport", "RTP/AVP/TCP;unicast;interleaved=4-5")
+    assert _refused(recorder, "SETUP", transport, suffix="/trackID=0") == 455  # no Session
+    assert _refused(recorder, "PLAY", ("Session", "s2")) == 455
+    recorder.play()
+    assert _refused(recorder, "SETUP", transport, ("Session", "s1"), suffix="/trackID=0") == 455
+    assert _refused(recorder, "PAUSE", ("Session", "s2")) == 455
+    assert _refused(recorder, "PLAY", ("Session", "s1"), ("Session", "s2")) == 400
+
+
+def test_only_even_channel_pairs_are_set_up() -> None:
+    recorder = Recorder()
+    for bad in ("3-4", "5-4", "4-7", "255", "1"):
+        transport = ("Transport", f"RTP/AVP/TCP;unicast;interleaved={bad}")
+        assert _refused(recorder, "SETUP", transport, suffix="/trackID=0") == 400
+
+
+def test_frames_on_channels_no_setup_assigned_never_reach_the_app() -> None:
+    recorder = Recorder()
+    recorder.open()
+    recorder.play(("Range", "npt=0-"))
+    assert recorder.send(rtp(0, channel=6), rtp(1000, channel=7)) == 0
+    assert recorder.send(rtp(0, channel=0)) == 1
+    assert not recorder.gate.closed
