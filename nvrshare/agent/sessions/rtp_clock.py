@@ -110,7 +110,6 @@ class _Span:
 @dataclass(slots=True)
 class _Channel:
     rate: int
-    payload_types: frozenset[int]  # empty: any
     span: _Span | None = None
     spent: float = 0.0  # media time of the spans before the current one (resumes)
 
@@ -133,15 +132,20 @@ class ReplayBudget:
 
     slack: float
     allowance: float | None = None  # None: not armed (no PLAY answered yet)
+    # All ranges of one connection together: seeks (each PLAY with a range starts a
+    # fresh allowance) must not let a recorder that ignores range ends play on forever.
+    total_allowance: float = float("inf")
     _channels: dict[int, _Channel] = field(default_factory=dict)
+    _before: float = 0.0  # media time sent for earlier ranges
 
-    def watch(self, channel: int, rate: int, payload_types: frozenset[int] = frozenset()) -> None:
+    def watch(self, channel: int, rate: int) -> None:
         """Count RTP on `channel` (an even, RTP channel of a video track) at `rate` Hz."""
         # A channel already watched keeps its count: a re-SETUP must not reset it.
         if 0 <= channel <= 255 and channel % 2 == 0 and rate > 0 and channel not in self._channels:
-            self._channels[channel] = _Channel(rate, payload_types)
+            self._channels[channel] = _Channel(rate)
 
     def start(self, seconds: float) -> None:
+        self._before += self.media_time
         self.allowance = seconds
         for channel in self._channels.values():
             channel.span, channel.spent = None, 0.0
@@ -162,11 +166,13 @@ class ReplayBudget:
         rtp = raw[4:]
         if channel is None or rtp[0] >> 6 != 2:
             return True
-        if channel.payload_types and rtp[1] & 0x7F not in channel.payload_types:
+        if 72 <= rtp[1] & 0x7F <= 76:  # RTCP sent on the RTP channel: not media
             return True
         timestamp = int.from_bytes(rtp[4:8], "big")
         if channel.span is None:
             channel.span = _Span(timestamp, timestamp, timestamp)
         else:
             channel.span.add(timestamp)
-        return channel.media_time <= self.allowance + self.slack
+        spent = channel.media_time
+        within_range = spent <= self.allowance + self.slack
+        return within_range and self._before + spent <= self.total_allowance + self.slack

@@ -62,6 +62,9 @@ MAX_QUEUED_REQUESTS = 8
 # the keyframe before A, so an honest recorder sends up to about a GOP more.
 REPLAY_SLACK = 2.0
 REPLAY_OVERRUN = "the recorder played past the granted window"
+# Seeking may replay parts of the window; one connection may send this many
+# windows' worth of media in all (then the app opens a new session).
+REPLAYS_PER_CONNECTION = 4
 _CSEQ = re.compile(r"\d{1,9}")
 _INTERLEAVED = re.compile(r"interleaved=(\d{1,3})(?:-(\d{1,3}))?", re.IGNORECASE)
 
@@ -118,7 +121,14 @@ class GateExchange:
         self._paused_session: str | None = None
         # Only replays bounded by a clock range are metered (see the module docstring),
         # on the one recorder session the first accepted SETUP opened.
-        self._budget = ReplayBudget(replay_slack) if policy.clock_window is not None else None
+        window = policy.clock_window
+        self._budget = (
+            None
+            if window is None
+            else ReplayBudget(
+                replay_slack, total_allowance=REPLAYS_PER_CONNECTION * (window.end - window.start)
+            )
+        )
         self._replay_session: str | None = None
         self._sdp: list[SdpTrack] = []
 
@@ -336,8 +346,7 @@ class GateExchange:
                     # then undercounted, never cut early.
                     rates = set(track.rates.values()) if track is not None else set()
                     rate = rates.pop() if len(rates) == 1 else DEFAULT_VIDEO_RATE
-                    types = frozenset(track.rates) if track is not None else frozenset()
-                    budget.watch(first, rate, types)
+                    budget.watch(first, rate)
         if budget is None:
             return
         if method == "DESCRIBE" and (response.header("Content-Type") or "").lower().startswith(

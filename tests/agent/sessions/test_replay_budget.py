@@ -20,7 +20,12 @@ from nvrshare.agent.sessions.rtp_clock import (
     parse_sdp_tracks,
     track_for_setup,
 )
-from nvrshare.agent.sessions.rtsp_exchange import REPLAY_OVERRUN, REPLAY_SLACK, GateExchange
+from nvrshare.agent.sessions.rtsp_exchange import (
+    REPLAY_OVERRUN,
+    REPLAY_SLACK,
+    REPLAYS_PER_CONNECTION,
+    GateExchange,
+)
 from nvrshare.agent.sessions.rtsp_gate import GatePolicy, live_path, playback_path
 from nvrshare.agent.sessions.rtsp_message import (
     NEED_DATA,
@@ -176,12 +181,32 @@ def test_audio_rtcp_and_garbage_do_not_count() -> None:
         rtp(10**9, channel=2, pt=97),  # audio: not metered, whatever its clock
         rtp(2 * 10**9, channel=2, pt=97),
         rtp(10**9, channel=1, pt=72),  # RTCP
-        rtp(2 * 10**9, channel=0, pt=111),  # a payload type the SDP never named
         b"$\x00\x00\x03abc",  # too short for RTP
         b"$\x00\x00\x0c" + bytes(12),  # RTP version 0
     ]
     assert recorder.send(*video(0, 10), *noise, *video(10, 10)) == 20 + len(noise)
     assert not recorder.gate.closed
+
+
+def test_video_channels_count_every_payload_type_but_rtcp() -> None:
+    # Fail closed: a payload type the SDP never named still moves the media clock.
+    recorder = playing()
+    assert recorder.send(*video(0, 10)) == 10
+    assert recorder.send(rtp(2 * 10**9, channel=0, pt=111)) == 0
+    assert recorder.gate.closed
+
+
+def test_seeking_cannot_replay_for_ever() -> None:
+    # Each seek opens a fresh range, but all ranges of a connection share a cap.
+    recorder = playing()
+    sent = 0
+    for _ in range(REPLAYS_PER_CONNECTION + 1):
+        recorder.play(("Range", "npt=0-"))
+        sent += recorder.send(*video(0, WINDOW * FPS))
+        if recorder.gate.closed:
+            break
+    assert recorder.gate.closed
+    assert sent <= (REPLAYS_PER_CONNECTION * WINDOW + 1) * FPS + 2 * FPS
 
 
 def test_a_resume_after_pause_keeps_counting() -> None:
