@@ -60,7 +60,7 @@ __all__ = ["REPLAY_OVERRUN", "REPLAY_SLACK", "GateExchange"]
 MAX_QUEUED_REQUESTS = 8
 # Media time a clock-bounded replay may run past its range: a replay starts at
 # the keyframe before A, so an honest recorder sends up to about a GOP more.
-REPLAY_SLACK = 2.0
+REPLAY_SLACK = 5.0
 REPLAY_OVERRUN = "the recorder played past the granted window"
 # Seeking may replay parts of the window; one connection may send this many
 # windows' worth of media in all (then the app opens a new session).
