@@ -313,7 +313,7 @@ class GateExchange:
                 self._meter(in_flight.request, response)
             if in_flight.request.method == "PLAY" and response.status == 200:
                 self.playing = True
-            self._note_pause(in_flight.request, response.status, was_playing=self.playing)
+            self._note_pause(in_flight.request, response.status)
             self._to_client += RtspResponse(
                 status=rewritten.status,
                 reason=rewritten.reason,
@@ -322,12 +322,12 @@ class GateExchange:
             ).to_bytes()
         self._pump()
 
-    def _note_pause(self, request: RtspRequest, status: int, *, was_playing: bool) -> None:
+    def _note_pause(self, request: RtspRequest, status: int) -> None:
         # Only an accepted PAUSE of a session that played opens a resume; an answered
         # PLAY, SETUP or TEARDOWN closes it (keep-alives while paused leave it be).
         session = _session_id(request)
         if request.method == "PAUSE":
-            if status == 200 and was_playing and session is not None:
+            if status == 200 and self.playing and session is not None:
                 self._paused_session = session
         elif request.method in _ENDS_A_PAUSE:
             self._paused_session = None
